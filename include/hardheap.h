@@ -1,0 +1,189 @@
+/* hardheap: a hardened general-purpose memory allocator.
+ *
+ * Public API. Every function here is thread-safe. The standard malloc family
+ * (malloc, free, ...) is also provided by the library under its usual names;
+ * the hh_ names below are always available, also when another allocator owns
+ * the standard names.
+ *
+ * Error conventions (the same for every function that allocates):
+ *  - On failure NULL is returned and errno is set to ENOMEM. Sizes that can
+ *    never be satisfied (larger than PTRDIFF_MAX, or an overflowing
+ *    count * size product) count as failures.
+ *  - Alignment must be a power of two; otherwise NULL is returned with errno
+ *    EINVAL. hh_posix_memalign returns the error code instead and leaves errno
+ *    untouched, as POSIX requires.
+ *  - hh_free(NULL) does nothing. A pointer that hardheap did not hand out is
+ *    reported (when HARDHEAP_SHOW_ERRORS is set) and ignored in the default
+ *    build; the secure build (libhardheap-secure) aborts on it.
+ *  - Every returned pointer is aligned to at least HH_MIN_ALIGNMENT bytes, and
+ *    a zero-size request returns a unique pointer that can be freed.
+ */
+#ifndef HARDHEAP_H
+#define HARDHEAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HH_VERSION_MAJOR 0
+#define HH_VERSION_MINOR 1
+#define HH_VERSION_PATCH 0
+/* major*10000 + minor*100 + patch */
+#define HH_VERSION (HH_VERSION_MAJOR * 10000 + HH_VERSION_MINOR * 100 + HH_VERSION_PATCH)
+
+/* Minimum alignment of every allocation. */
+#define HH_MIN_ALIGNMENT 16
+
+#if defined(__GNUC__) || defined(__clang__)
+#define HH_API __attribute__((visibility("default")))
+#define HH_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
+#define HH_ALLOC_SIZE(n) __attribute__((alloc_size(n)))
+#define HH_ALLOC_SIZE2(n, m) __attribute__((alloc_size(n, m)))
+#define HH_ALLOC_ALIGN(n) __attribute__((alloc_align(n)))
+#else
+#define HH_API
+#define HH_MALLOC_ATTR
+#define HH_ALLOC_SIZE(n)
+#define HH_ALLOC_SIZE2(n, m)
+#define HH_ALLOC_ALIGN(n)
+#endif
+
+/* ---- basic allocation ---------------------------------------------------- */
+
+/* Allocate size bytes of uninitialised memory. */
+HH_API void* hh_malloc(size_t size) HH_MALLOC_ATTR HH_ALLOC_SIZE(1);
+/* Allocate size bytes of zeroed memory. */
+HH_API void* hh_zalloc(size_t size) HH_MALLOC_ATTR HH_ALLOC_SIZE(1);
+/* Allocate count*size zeroed bytes; NULL + ENOMEM if the product overflows. */
+HH_API void* hh_calloc(size_t count, size_t size) HH_MALLOC_ATTR HH_ALLOC_SIZE2(1, 2);
+/* Resize p to newsize bytes, keeping the first min(old, new) bytes.
+ * hh_realloc(NULL, n) is hh_malloc(n). hh_realloc(p, 0) frees p and returns
+ * NULL (glibc behaviour). On failure p is untouched, NULL + ENOMEM. */
+HH_API void* hh_realloc(void* p, size_t newsize) HH_ALLOC_SIZE(2);
+/* hh_realloc(p, count*size) with overflow check (NULL + ENOMEM, p untouched). */
+HH_API void* hh_reallocarray(void* p, size_t count, size_t size) HH_ALLOC_SIZE2(2, 3);
+/* Like hh_realloc, but frees p when the reallocation fails (BSD reallocf). */
+HH_API void* hh_reallocf(void* p, size_t newsize) HH_ALLOC_SIZE(2);
+/* Free memory from any hardheap allocation function. NULL is a no-op. */
+HH_API void hh_free(void* p);
+
+/* Copy a string into a new allocation (NULL + ENOMEM on failure). */
+HH_API char* hh_strdup(const char* s) HH_MALLOC_ATTR;
+/* Copy at most n bytes of s, always NUL-terminated. */
+HH_API char* hh_strndup(const char* s, size_t n) HH_MALLOC_ATTR;
+
+/* ---- aligned allocation --------------------------------------------------- */
+
+/* size bytes aligned to alignment (a power of two, any size; NULL + EINVAL
+ * otherwise). Can be freed with hh_free. */
+HH_API void* hh_malloc_aligned(size_t size, size_t alignment) HH_MALLOC_ATTR HH_ALLOC_SIZE(1) HH_ALLOC_ALIGN(2);
+HH_API void* hh_zalloc_aligned(size_t size, size_t alignment) HH_MALLOC_ATTR HH_ALLOC_SIZE(1) HH_ALLOC_ALIGN(2);
+HH_API void* hh_calloc_aligned(size_t count, size_t size, size_t alignment) HH_MALLOC_ATTR HH_ALLOC_SIZE2(1, 2) HH_ALLOC_ALIGN(3);
+/* Resize keeping the alignment; the same rules as hh_realloc. */
+HH_API void* hh_realloc_aligned(void* p, size_t newsize, size_t alignment) HH_ALLOC_SIZE(2) HH_ALLOC_ALIGN(3);
+
+/* POSIX: alignment must be a power of two and a multiple of sizeof(void*),
+ * else EINVAL; ENOMEM when out of memory. Returns 0 on success. errno is
+ * never changed. */
+HH_API int hh_posix_memalign(void** out, size_t alignment, size_t size);
+/* C11: alignment must be a power of two (NULL + EINVAL otherwise); any size
+ * is accepted, as C17 DR 460 allows. */
+HH_API void* hh_aligned_alloc(size_t alignment, size_t size) HH_MALLOC_ATTR HH_ALLOC_SIZE(2) HH_ALLOC_ALIGN(1);
+/* Legacy: like hh_aligned_alloc. */
+HH_API void* hh_memalign(size_t alignment, size_t size) HH_MALLOC_ATTR HH_ALLOC_SIZE(2) HH_ALLOC_ALIGN(1);
+/* Page-aligned allocation of size bytes. */
+HH_API void* hh_valloc(size_t size) HH_MALLOC_ATTR HH_ALLOC_SIZE(1);
+/* Page-aligned allocation of size rounded up to whole pages (0 -> one page). */
+HH_API void* hh_pvalloc(size_t size) HH_MALLOC_ATTR;
+
+/* ---- sizes ---------------------------------------------------------------- */
+
+/* Bytes usable at p (>= the size requested). 0 for NULL. */
+HH_API size_t hh_usable_size(const void* p);
+/* The usable size an allocation of size bytes would really get, so callers
+ * can grow buffers to it without waste. Returns size itself when size is too
+ * large to be allocated. */
+HH_API size_t hh_good_size(size_t size);
+
+/* ---- maintenance and statistics ------------------------------------------- */
+
+/* Return unused memory: free empty pages of the calling thread's heap and,
+ * with force, purge and release cached segments at once. */
+HH_API void hh_collect(bool force);
+
+/* Process-wide counters (bytes, or counts). Approximate while other threads
+ * allocate concurrently; exact when called from a quiescent program. */
+typedef struct hh_stats_s {
+  size_t segments;           /* segments currently mapped (incl. huge and cached) */
+  size_t segments_peak;      /* highest value of segments */
+  size_t segments_cached;    /* empty segments kept for reuse */
+  size_t pages;              /* pages currently in use by a heap */
+  size_t pages_peak;         /* highest value of pages */
+  size_t huge_count;         /* huge allocations currently live (own segment each) */
+  size_t reserved;           /* bytes of address space mapped from the OS */
+  size_t reserved_peak;      /* highest value of reserved */
+  size_t committed;          /* bytes mapped and not purged (upper bound of RSS) */
+  size_t committed_peak;     /* highest value of committed */
+  size_t purged;             /* total bytes returned to the OS with madvise */
+  size_t mmap_calls;         /* total mmap calls */
+  size_t munmap_calls;       /* total munmap calls */
+} hh_stats_t;
+
+/* Fill *out with the current process-wide counters. */
+HH_API void hh_stats_get(hh_stats_t* out);
+
+/* Per-size-class view of the calling thread's heap. */
+typedef struct hh_bin_stats_s {
+  size_t block_size;         /* bytes per block in this class (0 = unused class) */
+  size_t pages;              /* pages of this class owned by the heap */
+  size_t blocks_used;        /* blocks allocated and not freed (approximate for remote frees) */
+  size_t blocks_capacity;    /* blocks the pages can hold */
+} hh_bin_stats_t;
+
+/* Number of size classes; valid bins are 0 .. hh_bin_count()-1. */
+HH_API size_t hh_bin_count(void);
+/* Fill *out with the calling thread heap's numbers for bin; false if bin is
+ * out of range. */
+HH_API bool hh_bin_stats_get(size_t bin, hh_bin_stats_t* out);
+
+/* Print statistics (process counters and the calling thread heap's size
+ * classes) to stderr. Allocation-free, safe to call at any time. */
+HH_API void hh_stats_print(void);
+
+/* ---- options -------------------------------------------------------------- */
+
+/* Options are read once from the environment at start-up, from HARDHEAP_NAME
+ * or the alias MIMALLOC_NAME (HARDHEAP_ wins). Values are integers; booleans
+ * accept 1/0, on/off, yes/no, true/false. A bad value is reported on stderr
+ * and the default is kept. */
+typedef enum hh_option_e {
+  hh_option_verbose,              /* VERBOSE: print informational messages (0) */
+  hh_option_show_stats,           /* SHOW_STATS: print statistics at exit (0) */
+  hh_option_show_errors,          /* SHOW_ERRORS: print error messages (0; always on in the secure build) */
+  hh_option_purge_delay,          /* PURGE_DELAY: ms before an empty page is returned to the OS;
+                                     0 = at once, -1 = never (10) */
+  hh_option_allow_large_os_pages, /* ALLOW_LARGE_OS_PAGES: advise transparent huge pages for segments (0) */
+  hh_option_segment_cache,        /* SEGMENT_CACHE: empty segments each thread keeps for reuse (4) */
+  hh_option_count_                /* number of options */
+} hh_option_t;
+
+/* Current value of an option (0 for an unknown option). */
+HH_API long hh_option_get(hh_option_t option);
+/* Change an option at run time. Returns false for an unknown option or an
+ * out-of-range value. */
+HH_API bool hh_option_set(hh_option_t option, long value);
+
+/* Library version as HH_VERSION computes it. */
+HH_API int hh_version(void);
+/* True when this is the secure build (libhardheap-secure). */
+HH_API bool hh_is_secure(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HARDHEAP_H */

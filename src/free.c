@@ -1,0 +1,166 @@
+/* hardheap: freeing.
+ *
+ * The fast path (owner thread, page neither full nor holding aligned
+ * blocks) pushes the block on the page's local_free list: one map lookup,
+ * one compare, two stores. Everything else goes out of line: remote frees
+ * push onto the page's atomic thread_free list with one CAS, huge blocks
+ * release their segment, and the secure build validates every pointer. */
+#include "internal.h"
+
+/* ---- reports ----------------------------------------------------------------*/
+static hh_cold void report_foreign(const void* p, const char* what) {
+  hh_error_message("invalid %s of %p: not a pointer allocated by hardheap", what, p);
+}
+
+/* ---- secure validation -----------------------------------------------------*/
+/* Is p the start (or, on pages with aligned blocks, inside) of a block the
+ * page handed out? Reports and returns false otherwise. */
+static hh_cold bool report_invalid(const hh_page_t* page, const void* p, const char* what, const char* why) {
+  hh_error_message("invalid %s of %p: %s (size class %zu)", what, p, why, page->block_size);
+  return false;
+}
+
+static bool page_check_pointer(const hh_segment_t* segment, const hh_page_t* page, const void* p, const char* what) {
+  if (hh_unlikely(segment->cookie != ((uintptr_t)segment ^ hh_process_cookie))) {
+    hh_error_message("invalid %s of %p: segment header at %p is corrupted", what, p, (const void*)segment);
+    return false;
+  }
+  if (hh_unlikely(!page->segment_in_use || page->block_size == 0)) {
+    hh_error_message("invalid %s of %p: not an allocated block (its page is free)", what, p);
+    return false;
+  }
+  uintptr_t start = (uintptr_t)page->page_start;
+  uintptr_t a = (uintptr_t)p;
+  if (hh_unlikely(a < start || a - start >= (uintptr_t)page->capacity * page->block_size)) {
+    return report_invalid(page, p, what, "not an allocated block");
+  }
+  if (hh_unlikely(!(page->flags & HH_PAGE_HAS_ALIGNED) && (a - start) % page->block_size != 0)) {
+    return report_invalid(page, p, what, "pointer into the middle of a block");
+  }
+  return true;
+}
+
+/* ---- freeing a block on its owner thread ------------------------------------------*/
+static void free_block_local(hh_page_t* page, hh_block_t* block) {
+  if (HH_CHECK_FREE && hh_unlikely(hh_is_double_free(page, block))) {
+    hh_error_message("double free of %p (size class %zu)", (void*)block, page->block_size);
+    return;
+  }
+  hh_block_set_next(page, block, page->local_free);
+  page->local_free = block;
+  page->used--;
+  if (hh_unlikely(page->flags & HH_PAGE_IN_FULL)) hh_page_unfull(page);
+  if (hh_unlikely(page->used == 0)) hh_page_retire(page);
+}
+
+/* ---- freeing a block of another thread's page ------------------------------------*/
+void hh_free_block_remote(hh_page_t* page, hh_block_t* block) {
+  uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+  bool use_delayed;
+  uintptr_t desired;
+  do {
+    use_delayed = (hh_thread_free_delayed(tf) == HH_USE_DELAYED_FREE);
+    if (hh_unlikely(use_delayed)) {
+      /* claim the page's delayed slot; the block goes to the heap instead */
+      desired = hh_thread_free_make(hh_thread_free_block(tf), HH_DELAYED_FREEING);
+    } else {
+      hh_block_set_next(page, block, hh_thread_free_block(tf));
+      desired = hh_thread_free_make(block, hh_thread_free_delayed(tf));
+    }
+  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, desired, memory_order_release,
+                                                  memory_order_relaxed));
+  if (hh_likely(!use_delayed)) return;
+
+  /* The page is in its owner's full queue: tell the owner through its heap's
+   * delayed list, so it moves the page back where allocation finds it. */
+  hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_acquire);
+  if (heap != NULL) {
+    hh_block_t* head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
+    do {
+      block->next = hh_encode_link(page, block, head);
+    } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
+                                                    memory_order_release, memory_order_relaxed));
+  }
+  /* leave the DELAYED_FREEING state */
+  tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+  do {
+    desired = hh_thread_free_make(hh_thread_free_block(tf), HH_NO_DELAYED_FREE);
+  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, desired, memory_order_release,
+                                                  memory_order_relaxed));
+  if (heap == NULL) {
+    /* no owner any more (abandoned meanwhile): an ordinary remote free */
+    hh_free_block_remote(page, block);
+  }
+}
+
+/* A block from the heap's delayed list, freed now by the owner. */
+void hh_free_delayed_block(hh_block_t* block) {
+  hh_page_t* page = hh_segment_page_of(hh_ptr_segment(block), block);
+  hh_page_collect_free(page, false);  /* brings `used` up to date first */
+  free_block_local(page, block);
+}
+
+/* ---- huge blocks ---------------------------------------------------------------*/
+static void free_huge(hh_segment_t* segment, const hh_page_t* page, void* p) {
+  /* Huge segments have no owner thread (thread_id 0): whoever frees the
+   * block claims the segment, and a second claimant has a double free. */
+  uintptr_t expected = 0;
+  if (!atomic_compare_exchange_strong_explicit(&segment->thread_id, &expected, hh_thread_id(), memory_order_acq_rel,
+                                               memory_order_relaxed)) {
+    hh_error_message("double free of %p (size class %zu)", p, page->block_size);
+    return;
+  }
+  hh_segment_huge_free(segment);
+}
+
+/* ---- the entry point -------------------------------------------------------------*/
+static hh_noinline void free_generic(hh_segment_t* segment, hh_page_t* page, void* p) {
+  if (HH_CHECK_FREE && !page_check_pointer(segment, page, p, "free")) return;
+  hh_block_t* block = (page->flags & HH_PAGE_HAS_ALIGNED) ? hh_page_block_of(page, p) : (hh_block_t*)p;
+  if (segment->kind == HH_SEGMENT_HUGE) {
+    free_huge(segment, page, p);
+  } else if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hh_thread_id()) {
+    free_block_local(page, block);
+  } else {
+    hh_free_block_remote(page, block);
+  }
+}
+
+void hh_free(void* p) {
+  if (hh_unlikely(p == NULL)) return;
+  hh_segment_t* segment = hh_ptr_segment(p);
+  if (hh_unlikely(!hh_segment_is_ours(segment))) {
+    report_foreign(p, "free");
+    return;
+  }
+  hh_page_t* page = hh_segment_page_of(segment, p);
+  if (!HH_CHECK_FREE &&
+      hh_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hh_thread_id() && page->flags == 0)) {
+    hh_block_t* block = (hh_block_t*)p;
+    hh_block_set_next(page, block, page->local_free);
+    page->local_free = block;
+    if (hh_unlikely(--page->used == 0)) hh_page_retire(page);
+    return;
+  }
+  free_generic(segment, page, p);
+}
+
+/* ---- pointer lookups for realloc and usable_size --------------------------------*/
+hh_page_t* hh_checked_page_of(const void* p, const char* what) {
+  hh_segment_t* segment = hh_ptr_segment(p);
+  if (hh_unlikely(!hh_segment_is_ours(segment))) {
+    report_foreign(p, what);
+    return NULL;
+  }
+  hh_page_t* page = hh_segment_page_of(segment, p);
+  if (HH_CHECK_FREE && !page_check_pointer(segment, page, p, what)) return NULL;
+  return page;
+}
+
+size_t hh_usable_size(const void* p) {
+  if (p == NULL) return 0;
+  hh_page_t* page = hh_checked_page_of(p, "usable_size");
+  if (page == NULL) return 0;
+  const hh_block_t* block = hh_page_block_of(page, p);
+  return page->block_size - (size_t)((uintptr_t)p - (uintptr_t)block);
+}

@@ -1,0 +1,110 @@
+/* hardheap: run-time options.
+ *
+ * One table holds every option's name, default and limits. The environment
+ * is read once at process start (HARDHEAP_<NAME>, then the alias
+ * MIMALLOC_<NAME>); hh_option_set changes a value later. getenv is used
+ * because it does not allocate and works before libc's constructors ran. */
+#include "internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+typedef struct hh_option_desc_s {
+  long value;          /* current value */
+  long default_value;  /* value when the environment says nothing */
+  long min, max;       /* accepted range (inclusive) */
+  bool is_bool;        /* accepts on/off words */
+  const char* name;    /* NAME in HARDHEAP_NAME / MIMALLOC_NAME */
+} hh_option_desc_t;
+
+/* In hh_option_t order (checked in hh_options_init). */
+static hh_option_desc_t options[hh_option_count_] = {
+  [hh_option_verbose] = {0, 0, 0, 1, true, "VERBOSE"},
+  [hh_option_show_stats] = {0, 0, 0, 1, true, "SHOW_STATS"},
+  [hh_option_show_errors] = {HARDHEAP_SECURE, HARDHEAP_SECURE, 0, 1, true, "SHOW_ERRORS"},
+  [hh_option_purge_delay] = {10, 10, -1, 24L * 3600 * 1000, false, "PURGE_DELAY"},
+  [hh_option_allow_large_os_pages] = {0, 0, 0, 1, true, "ALLOW_LARGE_OS_PAGES"},
+  [hh_option_segment_cache] = {4, 4, 0, 1024, false, "SEGMENT_CACHE"},
+};
+
+static bool str_ieq(const char* a, const char* b) {
+  for (; *a != 0 && *b != 0; a++, b++) {
+    char ca = (*a >= 'A' && *a <= 'Z') ? (char)(*a - 'A' + 'a') : *a;
+    if (ca != *b) return false;
+  }
+  return *a == 0 && *b == 0;
+}
+
+/* Parse a decimal integer (optional sign) or a boolean word. */
+static bool parse_value(const char* s, bool is_bool, long* out) {
+  if (is_bool) {
+    static const char* const yes[] = {"1", "on", "yes", "true", "enable", "enabled"};
+    static const char* const no[] = {"0", "off", "no", "false", "disable", "disabled"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+      if (str_ieq(s, yes[i])) { *out = 1; return true; }
+      if (str_ieq(s, no[i])) { *out = 0; return true; }
+    }
+    return false;
+  }
+  const char* p = s;
+  bool negative = false;
+  if (*p == '-' || *p == '+') negative = (*p++ == '-');
+  if (*p == 0) return false;
+  long v = 0;
+  for (; *p != 0; p++) {
+    if (*p < '0' || *p > '9') return false;
+    if (v > (LONG_MAX - (*p - '0')) / 10) return false;
+    v = v * 10 + (*p - '0');
+  }
+  *out = negative ? -v : v;
+  return true;
+}
+
+static void option_read_env(hh_option_desc_t* desc) {
+  char name[64];
+  const char* prefixes[] = {"HARDHEAP_", "MIMALLOC_"};
+  for (size_t i = 0; i < 2; i++) {
+    hh_format(name, sizeof(name), "%s%s", prefixes[i], desc->name);
+    const char* s = getenv(name);
+    if (s == NULL || *s == 0) continue;
+    long v;
+    if (!parse_value(s, desc->is_bool, &v) || v < desc->min || v > desc->max) {
+      /* printed unconditionally: a user who set an option wants to know */
+      hh_print("hardheap: warning: ignoring %s=\"%s\": expected %s in [%ld, %ld]; using %ld\n", name, s,
+               desc->is_bool ? "a boolean" : "an integer", desc->min, desc->max, desc->value);
+      return;
+    }
+    desc->value = v;
+    return;  /* HARDHEAP_ wins over the alias */
+  }
+}
+
+void hh_options_init(void) {
+  for (int i = 0; i < hh_option_count_; i++) {
+    if (options[i].name == NULL) hh_fatal("option %d has no table entry", i);
+    option_read_env(&options[i]);
+  }
+  if (HARDHEAP_SECURE) options[hh_option_show_errors].value = 1;
+}
+
+long hh_option_get_fast(hh_option_t option) {
+  return options[option].value;
+}
+
+bool hh_option_is_enabled(hh_option_t option) {
+  return options[option].value != 0;
+}
+
+long hh_option_get(hh_option_t option) {
+  if ((unsigned)option >= hh_option_count_) return 0;
+  return options[option].value;
+}
+
+bool hh_option_set(hh_option_t option, long value) {
+  if ((unsigned)option >= hh_option_count_) return false;
+  hh_option_desc_t* desc = &options[option];
+  if (value < desc->min || value > desc->max) return false;
+  if (HARDHEAP_SECURE && option == hh_option_show_errors && value == 0) return false;
+  desc->value = value;
+  return true;
+}

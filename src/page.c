@@ -1,0 +1,379 @@
+/* hardheap: pages, size classes and the generic (slow) allocation path.
+ *
+ * A heap keeps one queue of pages per size class. The fast path allocates
+ * from the first page of a queue (via pages_direct); when that page's free
+ * list is empty the generic path here runs: it is also the heartbeat that
+ * folds deferred work in (delayed frees, retired pages, purging). */
+#include "internal.h"
+
+#include <sched.h>
+
+/* The page the fast path sees when a queue is empty: free == NULL sends
+ * every allocation to hh_malloc_generic. */
+const hh_page_t hh_page_empty = {0};
+
+/* ---- size classes ----------------------------------------------------------*/
+size_t hh_bin(size_t size) {
+  if (size <= 128) return size <= HH_MIN_ALIGN ? 1 : (size + HH_MIN_ALIGN - 1) / HH_MIN_ALIGN;
+  if (size > HH_LARGE_OBJ_SIZE_MAX) return HH_BIN_HUGE;
+  size_t w = size - 1;
+  unsigned b = 63u - (unsigned)__builtin_clzl(w);  /* floor(log2(w)) >= 7 */
+  return 8u * (b - 6u) + ((w >> (b - 3u)) & 7u) + 1u;
+}
+
+size_t hh_bin_size(size_t bin) {
+  if (bin == 0) return 0;
+  if (bin <= 8) return bin * HH_MIN_ALIGN;
+  if (bin > HH_BIN_LARGE_MAX) return 0;
+  size_t b = (bin - 1) / 8 + 6;
+  size_t i = (bin - 1) % 8;
+  return ((size_t)1 << b) + (i + 1) * ((size_t)1 << (b - 3));
+}
+
+/* ---- queues -----------------------------------------------------------------*/
+hh_page_queue_t* hh_page_queue_of(hh_heap_t* heap, const hh_page_t* page) {
+  return &heap->pages[(page->flags & HH_PAGE_IN_FULL) ? HH_BIN_FULL : page->bin];
+}
+
+static void queue_remove(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
+  bool was_first = (pq->first == page);
+  if (page->prev != NULL) page->prev->next = page->next;
+  if (page->next != NULL) page->next->prev = page->prev;
+  if (pq->last == page) pq->last = page->prev;
+  if (was_first) {
+    pq->first = page->next;
+    hh_heap_queue_first_update(heap, pq);
+  }
+  page->next = page->prev = NULL;
+}
+
+static void queue_push_front(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
+  page->prev = NULL;
+  page->next = pq->first;
+  if (pq->first != NULL) pq->first->prev = page; else pq->last = page;
+  pq->first = page;
+  hh_heap_queue_first_update(heap, pq);
+}
+
+static void queue_push_back(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
+  page->next = NULL;
+  page->prev = pq->last;
+  if (pq->last != NULL) pq->last->next = page;
+  pq->last = page;
+  if (pq->first == NULL) {
+    pq->first = page;
+    hh_heap_queue_first_update(heap, pq);
+  }
+}
+
+/* ---- delayed-free state -----------------------------------------------------*/
+void hh_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool override_never) {
+  uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+  for (;;) {
+    hh_delayed_t old = hh_thread_free_delayed(tf);
+    if (old == HH_DELAYED_FREEING) {
+      /* a remote thread is between two steps of its push: wait it out */
+      sched_yield();
+      tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+      continue;
+    }
+    if (old == delay || (old == HH_NEVER_DELAYED_FREE && !override_never)) return;
+    uintptr_t desired = hh_thread_free_make(hh_thread_free_block(tf), delay);
+    if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, desired, memory_order_release,
+                                              memory_order_relaxed)) {
+      return;
+    }
+  }
+}
+
+/* ---- collecting frees --------------------------------------------------------*/
+/* Move the remote frees of page onto its local_free list. */
+static void page_collect_thread_free(hh_page_t* page) {
+  uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+  hh_block_t* head;
+  do {
+    head = hh_thread_free_block(tf);
+    if (head == NULL) return;
+  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
+                                                  hh_thread_free_make(NULL, hh_thread_free_delayed(tf)),
+                                                  memory_order_acq_rel, memory_order_relaxed));
+  /* Walk to the tail; more blocks than the page ever handed out means a
+   * cycle (a remote double free) or a corrupted link. */
+  uint32_t count = 1;
+  hh_block_t* tail = head;
+  hh_block_t* next;
+  while ((next = hh_block_next(page, tail)) != NULL) {
+    if (hh_unlikely(count >= page->capacity)) {
+      hh_error_message("corrupted remote-free list of the page at %p (size class %zu): double free from "
+                       "another thread?", (void*)page->page_start, page->block_size);
+      return;  /* default build: leak the list rather than loop */
+    }
+    tail = next;
+    count++;
+  }
+  hh_block_set_next(page, tail, page->local_free);
+  page->local_free = head;
+  page->used -= count;
+}
+
+void hh_page_collect_free(hh_page_t* page, bool force) {
+  if (hh_thread_free_block(atomic_load_explicit(&page->thread_free, memory_order_relaxed)) != NULL) {
+    page_collect_thread_free(page);
+  }
+  if (page->local_free == NULL) return;
+  if (page->free == NULL) {
+    page->free = page->local_free;
+    page->local_free = NULL;
+    page->free_is_zero = 0;
+  } else if (force) {
+    hh_block_t* tail = page->local_free;
+    hh_block_t* next;
+    while ((next = hh_block_next(page, tail)) != NULL) tail = next;
+    hh_block_set_next(page, tail, page->free);
+    page->free = page->local_free;
+    page->local_free = NULL;
+    page->free_is_zero = 0;
+  }
+}
+
+/* ---- extending ----------------------------------------------------------------*/
+/* Thread the next blocks of the page onto its (empty) free list: a few KiB
+ * at a time, so untouched memory costs nothing. The secure build links
+ * them in random order so the allocation sequence is not predictable. */
+static void page_extend(hh_heap_t* heap, hh_page_t* page) {
+  hh_assert(page->free == NULL && page->capacity < page->reserved);
+  size_t bs = page->block_size;
+  size_t n = HH_EXTEND_BYTES / bs;
+  if (n == 0) n = 1;
+  if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
+  uint8_t* first = page->page_start + (size_t)page->capacity * bs;
+
+  if (HARDHEAP_SECURE && n > 1) {
+    uint16_t order[HH_EXTEND_BYTES / HH_MIN_ALIGN];
+    for (size_t i = 0; i < n; i++) order[i] = (uint16_t)i;
+    for (size_t i = n - 1; i > 0; i--) {
+      size_t j = (size_t)(hh_random_next(&heap->random) % (i + 1));
+      uint16_t t = order[i]; order[i] = order[j]; order[j] = t;
+    }
+    for (size_t i = 0; i + 1 < n; i++) {
+      hh_block_set_next(page, (hh_block_t*)(first + order[i] * bs), (hh_block_t*)(first + order[i + 1] * bs));
+    }
+    hh_block_set_next(page, (hh_block_t*)(first + order[n - 1] * bs), NULL);
+    page->free = (hh_block_t*)(first + order[0] * bs);
+  } else {
+    for (size_t i = 0; i + 1 < n; i++) {
+      hh_block_set_next(page, (hh_block_t*)(first + i * bs), (hh_block_t*)(first + (i + 1) * bs));
+    }
+    hh_block_set_next(page, (hh_block_t*)(first + (n - 1) * bs), NULL);
+    page->free = (hh_block_t*)first;
+  }
+  (void)heap;
+  page->capacity += (uint32_t)n;
+  page->free_is_zero = page->is_zero_init;
+}
+
+/* ---- fresh pages -----------------------------------------------------------*/
+static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_t bin) {
+  hh_segment_t* segment = hh_page_segment(page);
+  size_t area;
+  (void)hh_segment_page_area(segment, page, &area);
+  page->block_size = (bin == HH_BIN_HUGE) ? area : block_size;
+  page->bin = (uint8_t)bin;
+  page->reserved = (uint32_t)(area / page->block_size);
+  page->capacity = 0;
+  page->used = 0;
+  page->flags = 0;
+  page->free = NULL;
+  page->local_free = NULL;
+  page->retire_expire = 0;
+  page->next = page->prev = NULL;
+  atomic_store_explicit(&page->thread_free, hh_thread_free_make(NULL, HH_NO_DELAYED_FREE), memory_order_relaxed);
+  atomic_store_explicit(&page->heap, heap, memory_order_release);
+  hh_page_init_keys(heap, page);
+  hh_assert(page->reserved > 0);
+}
+
+static hh_page_t* page_fresh(hh_heap_t* heap, hh_page_queue_t* pq, size_t block_size, size_t bin) {
+  hh_page_t* page = hh_segment_page_alloc(heap, block_size, 0);
+  if (page == NULL) return NULL;
+  page_init(heap, page, block_size, bin);
+  heap->page_count++;
+  queue_push_front(heap, pq, page);
+  page_extend(heap, page);
+  return page;
+}
+
+/* ---- full pages ---------------------------------------------------------------*/
+static bool page_to_full(hh_heap_t* heap, hh_page_t* page, hh_page_queue_t* pq) {
+  /* From now on remote frees tell the heap; then collect what arrived before
+   * the switch, which may make the page usable after all. */
+  hh_page_use_delayed_free(page, HH_USE_DELAYED_FREE, false);
+  hh_page_collect_free(page, false);
+  if (page->free != NULL) {
+    hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, false);
+    return false;
+  }
+  queue_remove(heap, pq, page);
+  page->flags |= HH_PAGE_IN_FULL;
+  queue_push_back(heap, &heap->pages[HH_BIN_FULL], page);
+  return true;
+}
+
+/* A page in the full queue got a block back: move it to its size class. */
+void hh_page_unfull(hh_page_t* page) {
+  if (!(page->flags & HH_PAGE_IN_FULL)) return;
+  hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, false);
+  queue_remove(heap, &heap->pages[HH_BIN_FULL], page);
+  page->flags &= (uint8_t)~HH_PAGE_IN_FULL;
+  queue_push_front(heap, &heap->pages[page->bin], page);
+}
+
+/* ---- freeing pages -------------------------------------------------------------*/
+void hh_page_free(hh_page_t* page, hh_page_queue_t* pq, bool force) {
+  hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  queue_remove(heap, pq, page);
+  heap->page_count--;
+  hh_segment_page_free(page, force);
+}
+
+/* The page's last block was freed. Keep it a while if it is the only page
+ * of its class (the next malloc would need it again), else free it now. */
+void hh_page_retire(hh_page_t* page) {
+  hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  hh_page_queue_t* pq = hh_page_queue_of(heap, page);
+  if (!(page->flags & HH_PAGE_IN_FULL) && page->block_size <= HH_MEDIUM_OBJ_SIZE_MAX && pq->first == page &&
+      pq->last == page) {
+    page->retire_expire = HH_RETIRE_CYCLES;
+    size_t bin = page->bin;
+    if (bin < heap->page_retired_min) heap->page_retired_min = bin;
+    if (bin > heap->page_retired_max) heap->page_retired_max = bin;
+    return;
+  }
+  hh_page_free(page, pq, false);
+}
+
+static void heap_collect_retired(hh_heap_t* heap, bool force) {
+  size_t min = HH_BIN_FULL, max = 0;
+  for (size_t bin = heap->page_retired_min; bin <= heap->page_retired_max; bin++) {
+    hh_page_queue_t* pq = &heap->pages[bin];
+    hh_page_t* page = pq->first;
+    if (page == NULL || page->retire_expire == 0) continue;
+    if (!hh_page_all_free(page)) {
+      page->retire_expire = 0;
+      continue;
+    }
+    if (force || --page->retire_expire == 0) {
+      hh_page_free(page, pq, force);
+    } else {
+      if (bin < min) min = bin;
+      if (bin > max) max = bin;
+    }
+  }
+  heap->page_retired_min = min;
+  heap->page_retired_max = max;
+}
+
+void hh_heap_collect_retired(hh_heap_t* heap, bool force) {
+  heap_collect_retired(heap, force);
+}
+
+/* ---- adopting pages of reclaimed segments ----------------------------------------*/
+void hh_page_reclaim(hh_heap_t* heap, hh_page_t* page) {
+  atomic_store_explicit(&page->heap, heap, memory_order_release);
+  hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, true);
+  page->flags &= (uint8_t)~HH_PAGE_IN_FULL;
+  page->retire_expire = 0;
+  hh_page_collect_free(page, false);
+  heap->page_count++;
+  hh_page_queue_t* pq = &heap->pages[page->bin];
+  queue_push_back(heap, pq, page);
+  if (hh_page_all_free(page)) hh_page_free(page, pq, false);
+}
+
+/* ---- finding a page --------------------------------------------------------------*/
+static hh_page_t* queue_find_free(hh_heap_t* heap, hh_page_queue_t* pq, size_t bin) {
+  for (int attempt = 0; attempt < 2; attempt++) {
+    hh_page_t* page = pq->first;
+    while (page != NULL) {
+      hh_page_t* next = page->next;
+      hh_page_collect_free(page, false);
+      if (page->free != NULL) {
+        page->retire_expire = 0;
+        return page;
+      }
+      if (page->capacity < page->reserved) {
+        page_extend(heap, page);
+        page->retire_expire = 0;
+        return page;
+      }
+      if (!page_to_full(heap, page, pq)) return page;
+      page = next;
+    }
+    /* Before mapping new memory, adopt a segment some exited thread left. */
+    if (attempt == 0 && !hh_segment_try_reclaim(heap)) break;
+  }
+  return page_fresh(heap, pq, pq->block_size, bin);
+}
+
+static hh_page_t* huge_page_alloc(hh_heap_t* heap, size_t size, size_t alignment) {
+  hh_page_t* page = hh_segment_page_alloc(heap, size, alignment);
+  if (page == NULL) return NULL;
+  page_init(heap, page, size, HH_BIN_HUGE);
+  /* Huge pages belong to no heap: the single free of their block, from any
+   * thread, releases the segment directly (free.c:free_huge). */
+  atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+  atomic_store_explicit(&page->thread_free, hh_thread_free_make(NULL, HH_NEVER_DELAYED_FREE), memory_order_relaxed);
+  page_extend(heap, page);
+  return page;
+}
+
+static hh_page_t* find_page(hh_heap_t* heap, size_t size, size_t huge_alignment) {
+  if (size > HH_LARGE_OBJ_SIZE_MAX || huge_alignment > HH_MIN_ALIGN) return huge_page_alloc(heap, size, huge_alignment);
+  size_t bin = hh_bin(size);
+  return queue_find_free(heap, &heap->pages[bin], bin);
+}
+
+/* Take the first block of a page known to have one. */
+static void* page_take_block(hh_page_t* page, size_t size, bool zero) {
+  hh_block_t* block = page->free;
+  page->free = hh_block_next(page, block);
+  page->used++;
+  if (zero) {
+    if (page->free_is_zero) block->next = 0;
+    else memset(block, 0, page->bin == HH_BIN_HUGE ? size : page->block_size);
+  } else if (HARDHEAP_SECURE) {
+    block->next = 0;  /* do not hand out the encoded link */
+  }
+  return block;
+}
+
+void* hh_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t huge_alignment) {
+  if (hh_unlikely(!hh_heap_is_initialized(heap))) {
+    heap = hh_heap_thread_init();
+    if (heap == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  if (hh_unlikely(size > HH_MAX_ALLOC_SIZE)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  hh_tld_t* tld = heap->tld;
+  tld->heartbeat++;
+  if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL) hh_heap_delayed_free_all(heap);
+  if (heap->page_retired_min <= heap->page_retired_max) heap_collect_retired(heap, false);
+  if ((tld->heartbeat & 63) == 0) hh_segments_collect(tld, false);
+
+  hh_page_t* page = find_page(heap, size, huge_alignment);
+  if (hh_unlikely(page == NULL)) {
+    hh_heap_collect(heap, true);
+    page = find_page(heap, size, huge_alignment);
+    if (page == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  return page_take_block(page, size, zero);
+}

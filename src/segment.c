@@ -1,0 +1,443 @@
+/* hardheap: segments.
+ *
+ * A segment is a SEGMENT_SIZE-aligned mapping: header and page descriptors
+ * at the start, then pages. Small and medium segments hold many pages of one
+ * size; large and huge segments hold a single page with a single block.
+ * Segments belong to one thread (thread_id); a thread keeps the segments that
+ * still have free pages in a queue per kind and a few empty ones in a cache.
+ * When a thread exits its segments are abandoned and another thread that
+ * needs a segment reclaims them. */
+#include "internal.h"
+
+#include <pthread.h>
+
+_Atomic(uintptr_t) hh_segment_map[HH_SEGMENT_MAP_BITS / 64];
+uintptr_t hh_process_cookie;
+
+/* ---- segment map -------------------------------------------------------*/
+static bool segment_map_register(hh_segment_t* segment) {
+  uintptr_t idx = (uintptr_t)segment >> HH_SEGMENT_SHIFT;
+  if (idx >= HH_SEGMENT_MAP_BITS) return false;  /* beyond 48-bit addresses: not usable */
+  atomic_fetch_or_explicit(&hh_segment_map[idx / 64], (uintptr_t)1 << (idx % 64), memory_order_release);
+  return true;
+}
+
+static void segment_map_unregister(hh_segment_t* segment) {
+  uintptr_t idx = (uintptr_t)segment >> HH_SEGMENT_SHIFT;
+  atomic_fetch_and_explicit(&hh_segment_map[idx / 64], ~((uintptr_t)1 << (idx % 64)), memory_order_release);
+}
+
+/* ---- geometry -------------------------------------------------------------*/
+static size_t segment_info_size(size_t page_count) {
+  size_t raw = sizeof(hh_segment_t) + page_count * sizeof(hh_page_t);
+  return hh_align_up(raw, hh_os_page_size());
+}
+
+static size_t kind_page_count(hh_segment_kind_t kind) {
+  switch (kind) {
+    case HH_SEGMENT_SMALL: return HH_SMALL_PAGES_PER_SEGMENT;
+    case HH_SEGMENT_MEDIUM: return HH_MEDIUM_PAGES_PER_SEGMENT;
+    default: return 1;
+  }
+}
+
+static uint32_t kind_page_shift(hh_segment_kind_t kind) {
+  switch (kind) {
+    case HH_SEGMENT_SMALL: return HH_SMALL_PAGE_SHIFT;
+    case HH_SEGMENT_MEDIUM: return HH_MEDIUM_PAGE_SHIFT;
+    default: return 63;  /* every offset maps to page 0 */
+  }
+}
+
+uint8_t* hh_segment_page_area(const hh_segment_t* segment, const hh_page_t* page, size_t* size) {
+  uint8_t* base = (uint8_t*)segment;
+  if (segment->kind == HH_SEGMENT_SMALL || segment->kind == HH_SEGMENT_MEDIUM) {
+    size_t page_size = (size_t)1 << segment->page_shift;
+    uint8_t* start = base + (size_t)page->segment_idx * page_size;
+    size_t usable = page_size;
+    if (page->segment_idx == 0) {
+      start += segment->info_size;
+      usable -= segment->info_size;
+    }
+    *size = usable;
+    return start;
+  }
+  size_t offset = segment->block_offset != 0 ? segment->block_offset : segment->info_size;
+  *size = segment->segment_size - offset;
+  return base + offset;
+}
+
+/* ---- queues -----------------------------------------------------------------*/
+static hh_segment_queue_t* free_queue_of(hh_tld_t* tld, const hh_segment_t* segment) {
+  if (segment->kind == HH_SEGMENT_SMALL) return &tld->segments.small_free;
+  if (segment->kind == HH_SEGMENT_MEDIUM) return &tld->segments.medium_free;
+  return NULL;
+}
+
+static void segment_queue_push(hh_segment_queue_t* q, hh_segment_t* segment) {
+  segment->next = NULL;
+  segment->prev = q->last;
+  if (q->last != NULL) q->last->next = segment; else q->first = segment;
+  q->last = segment;
+  segment->in_free_queue = true;
+}
+
+static void segment_queue_remove(hh_segment_queue_t* q, hh_segment_t* segment) {
+  if (segment->prev != NULL) segment->prev->next = segment->next; else q->first = segment->next;
+  if (segment->next != NULL) segment->next->prev = segment->prev; else q->last = segment->prev;
+  segment->next = segment->prev = NULL;
+  segment->in_free_queue = false;
+}
+
+/* ---- purging ---------------------------------------------------------------*/
+static void page_purge_now(hh_segment_t* segment, hh_page_t* page) {
+  size_t size;
+  uint8_t* start = hh_segment_page_area(segment, page, &size);
+  if (page->purge_expire != 0) {
+    page->purge_expire = 0;
+    segment->purge_pending--;
+  }
+  if (page->is_purged) return;
+  if (hh_os_purge(start, size)) {
+    page->is_purged = 1;
+    page->is_zero_init = 1;
+    hh_stat_sub(&hh_stats.committed, size);
+  }
+}
+
+static void page_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool force) {
+  long delay = hh_option_get_fast(hh_option_purge_delay);
+  if (force || delay == 0) {
+    page_purge_now(segment, page);
+  } else if (delay > 0) {
+    if (page->purge_expire == 0) segment->purge_pending++;
+    page->purge_expire = hh_os_clock_ms() + (uint64_t)delay;
+  }
+}
+
+/* Purge the free pages of segment whose delay expired (all with force). */
+static void segment_purge_expired(hh_segment_t* segment, uint64_t now, bool force) {
+  if (segment->purge_pending == 0) return;
+  for (uint32_t i = 0; i < segment->page_count; i++) {
+    hh_page_t* page = &segment->pages[i];
+    if (page->segment_in_use || page->purge_expire == 0) continue;
+    if (force || page->purge_expire <= now) page_purge_now(segment, page);
+  }
+}
+
+/* ---- allocation and release of whole segments ------------------------------*/
+static void segment_init_pages(hh_segment_t* segment, bool memory_is_zero) {
+  for (uint32_t i = 0; i < segment->page_count; i++) {
+    hh_page_t* page = &segment->pages[i];
+    memset(page, 0, sizeof(*page));
+    page->segment_idx = (uint16_t)i;
+    page->is_zero_init = memory_is_zero;
+  }
+}
+
+static void segment_setup(hh_segment_t* segment, hh_tld_t* tld, hh_segment_kind_t kind, size_t segment_size,
+                          size_t info_size, size_t block_offset) {
+  segment->cookie = (uintptr_t)segment ^ hh_process_cookie;
+  segment->segment_size = segment_size;
+  segment->info_size = info_size;
+  segment->block_offset = block_offset;
+  segment->next = segment->prev = NULL;
+  atomic_store_explicit(&segment->thread_id, hh_thread_id(), memory_order_relaxed);
+  segment->tld = tld;
+  segment->kind = kind;
+  segment->page_shift = kind_page_shift(kind);
+  segment->page_count = (uint32_t)kind_page_count(kind);
+  segment->used = 0;
+  segment->purge_pending = 0;
+  segment->in_free_queue = false;
+}
+
+/* Take an empty segment from the thread's cache. Its page memory is zero
+ * only where a page was purged, so the kind's first page decides. */
+static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
+  hh_segment_t* segment = tld->segments.cache;
+  if (segment == NULL) return NULL;
+  tld->segments.cache = segment->next;
+  tld->segments.cache_count--;
+  hh_stat_sub(&hh_stats.segments_cached, 1);
+
+  /* Re-cut the segment: unpurged memory of the old layout is not zero, and
+   * pages that were purged account their bytes back in. */
+  size_t purged_bytes = 0;
+  bool all_purged = true;
+  for (uint32_t i = 0; i < segment->page_count; i++) {
+    hh_page_t* page = &segment->pages[i];
+    size_t size;
+    (void)hh_segment_page_area(segment, page, &size);
+    if (page->is_purged) purged_bytes += size; else all_purged = false;
+  }
+  hh_stat_add(&hh_stats.committed, &hh_stats.committed_peak, purged_bytes);
+  size_t info = segment_info_size(kind_page_count(kind));
+  segment_setup(segment, tld, kind, HH_SEGMENT_SIZE, info, 0);
+  segment_init_pages(segment, all_purged);
+  return segment;
+}
+
+static hh_segment_t* segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t huge_block, size_t alignment) {
+  if (kind != HH_SEGMENT_HUGE) {
+    hh_segment_t* cached = segment_cache_pop(tld, kind);
+    if (cached != NULL) {
+      tld->segments.count++;
+      return cached;
+    }
+  }
+  size_t page_count = kind_page_count(kind);
+  size_t info = segment_info_size(page_count);
+  size_t segment_size = HH_SEGMENT_SIZE;
+  size_t block_offset = 0;
+  size_t map_alignment = HH_SEGMENT_SIZE;
+  size_t align_offset = 0;
+  if (kind == HH_SEGMENT_HUGE) {
+    if (alignment > HH_SEGMENT_SIZE / 2) {
+      /* Place the block at segment + SEGMENT_SIZE, itself aligned; the
+       * (p - 1) masking in hh_ptr_segment still finds the header. */
+      block_offset = HH_SEGMENT_SIZE;
+      map_alignment = alignment < HH_SEGMENT_SIZE ? HH_SEGMENT_SIZE : alignment;
+      align_offset = HH_SEGMENT_SIZE;
+      segment_size = HH_SEGMENT_SIZE + hh_align_up(huge_block, hh_os_page_size());
+    } else {
+      segment_size = hh_align_up(info + huge_block, hh_os_page_size());
+    }
+    if (segment_size < huge_block) return NULL;  /* overflow */
+  }
+  hh_segment_t* segment;
+  if (align_offset != 0) {
+    uint8_t* p = hh_os_alloc_aligned(segment_size, map_alignment, align_offset);
+    segment = (hh_segment_t*)p;
+  } else {
+    segment = hh_os_alloc_aligned(segment_size, map_alignment, 0);
+  }
+  if (segment == NULL) return NULL;
+  if (!segment_map_register(segment)) {
+    hh_os_free(segment, segment_size);
+    return NULL;
+  }
+  segment_setup(segment, tld, kind, segment_size, info, block_offset);
+  segment_init_pages(segment, true);
+  tld->segments.count++;
+  hh_stat_add(&hh_stats.segments, &hh_stats.segments_peak, 1);
+  hh_stat_add(&hh_stats.reserved, &hh_stats.reserved_peak, segment_size);
+  hh_stat_add(&hh_stats.committed, &hh_stats.committed_peak, segment_size);
+  if (kind == HH_SEGMENT_HUGE) hh_stat_add(&hh_stats.huge_count, NULL, 1);
+  return segment;
+}
+
+static void segment_unmap(hh_segment_t* segment) {
+  size_t purged_bytes = 0;
+  for (uint32_t i = 0; i < segment->page_count; i++) {
+    if (!segment->pages[i].is_purged) continue;
+    size_t size;
+    (void)hh_segment_page_area(segment, &segment->pages[i], &size);
+    purged_bytes += size;
+  }
+  segment_map_unregister(segment);
+  hh_stat_sub(&hh_stats.segments, 1);
+  hh_stat_sub(&hh_stats.reserved, segment->segment_size);
+  hh_stat_sub(&hh_stats.committed, segment->segment_size - purged_bytes);
+  if (segment->kind == HH_SEGMENT_HUGE) hh_stat_sub(&hh_stats.huge_count, 1);
+  segment->cookie = 0;
+  hh_os_free(segment, segment->segment_size);
+}
+
+/* An empty segment: keep it in the cache or give it back. */
+static void segment_free(hh_segment_t* segment, hh_tld_t* tld, bool force) {
+  if (segment->in_free_queue) segment_queue_remove(free_queue_of(tld, segment), segment);
+  tld->segments.count--;
+  size_t cache_max = (size_t)hh_option_get_fast(hh_option_segment_cache);
+  if (!force && segment->kind != HH_SEGMENT_HUGE && tld->segments.cache_count < cache_max) {
+    segment->next = tld->segments.cache;
+    segment->prev = NULL;
+    tld->segments.cache = segment;
+    tld->segments.cache_count++;
+    hh_stat_add(&hh_stats.segments_cached, NULL, 1);
+    return;
+  }
+  segment_unmap(segment);
+}
+
+/* ---- pages ----------------------------------------------------------------*/
+static hh_page_t* segment_claim_page(hh_segment_t* segment, hh_page_t* page) {
+  hh_assert(!page->segment_in_use);
+  if (page->purge_expire != 0) {
+    page->purge_expire = 0;
+    segment->purge_pending--;
+  }
+  if (page->is_purged) {
+    size_t size;
+    (void)hh_segment_page_area(segment, page, &size);
+    hh_stat_add(&hh_stats.committed, &hh_stats.committed_peak, size);
+    page->is_purged = 0;
+  }
+  page->segment_in_use = 1;
+  segment->used++;
+  size_t size;
+  page->page_start = hh_segment_page_area(segment, page, &size);
+  return page;
+}
+
+static hh_page_t* segment_find_free_page(hh_segment_t* segment) {
+  /* Prefer a page that was never purged: its memory is still resident. */
+  hh_page_t* fallback = NULL;
+  for (uint32_t i = 0; i < segment->page_count; i++) {
+    hh_page_t* page = &segment->pages[i];
+    if (page->segment_in_use) continue;
+    if (!page->is_purged) return page;
+    if (fallback == NULL) fallback = page;
+  }
+  return fallback;
+}
+
+static hh_page_t* multi_page_alloc(hh_heap_t* heap, hh_segment_kind_t kind) {
+  hh_tld_t* tld = heap->tld;
+  hh_segment_queue_t* q = kind == HH_SEGMENT_SMALL ? &tld->segments.small_free : &tld->segments.medium_free;
+  hh_segment_t* segment = q->first;
+  if (segment == NULL) {
+    segment = segment_alloc(tld, kind, 0, 0);
+    if (segment == NULL) return NULL;
+    segment_queue_push(q, segment);
+  }
+  hh_page_t* page = segment_find_free_page(segment);
+  hh_assert(page != NULL);
+  segment_claim_page(segment, page);
+  if (segment->used == segment->page_count) segment_queue_remove(q, segment);
+  return page;
+}
+
+static hh_page_t* single_page_alloc(hh_heap_t* heap, hh_segment_kind_t kind, size_t block_size, size_t alignment) {
+  hh_tld_t* tld = heap->tld;
+  hh_segment_t* segment = segment_alloc(tld, kind, block_size, alignment);
+  if (segment == NULL) return NULL;
+  if (kind == HH_SEGMENT_HUGE) {
+    /* Huge segments have no owner: any thread's free releases them
+     * (free.c:free_huge claims thread_id 0 -> itself). */
+    tld->segments.count--;
+    segment->tld = NULL;
+    atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
+  }
+  return segment_claim_page(segment, &segment->pages[0]);
+}
+
+void hh_segment_huge_free(hh_segment_t* segment) {
+  hh_stat_sub(&hh_stats.pages, 1);
+  segment_unmap(segment);
+}
+
+hh_page_t* hh_segment_page_alloc(hh_heap_t* heap, size_t block_size, size_t alignment) {
+  hh_page_t* page;
+  if (block_size <= HH_SMALL_OBJ_SIZE_MAX) {
+    page = multi_page_alloc(heap, HH_SEGMENT_SMALL);
+  } else if (block_size <= HH_MEDIUM_OBJ_SIZE_MAX) {
+    page = multi_page_alloc(heap, HH_SEGMENT_MEDIUM);
+  } else if (block_size <= HH_LARGE_OBJ_SIZE_MAX && alignment <= HH_MIN_ALIGN) {
+    page = single_page_alloc(heap, HH_SEGMENT_LARGE, block_size, 0);
+  } else {
+    page = single_page_alloc(heap, HH_SEGMENT_HUGE, block_size, alignment);
+  }
+  if (page != NULL) hh_stat_add(&hh_stats.pages, &hh_stats.pages_peak, 1);
+  return page;
+}
+
+void hh_segment_page_free(hh_page_t* page, bool force) {
+  hh_segment_t* segment = hh_page_segment(page);
+  hh_tld_t* tld = segment->tld;
+  hh_stat_sub(&hh_stats.pages, 1);
+
+  /* Reset the descriptor; the memory keeps whatever the blocks held. */
+  uint16_t idx = page->segment_idx;
+  uint8_t purged = page->is_purged;
+  uint64_t expire = page->purge_expire;
+  memset(page, 0, sizeof(*page));
+  page->segment_idx = idx;
+  page->is_purged = purged;
+  page->purge_expire = expire;
+  segment->used--;
+
+  hh_assert(segment->kind != HH_SEGMENT_HUGE);
+  page_schedule_purge(segment, page, force);
+  if (segment->used == 0) {
+    segment_free(segment, tld, force);
+  } else if (!segment->in_free_queue) {
+    segment_queue_push(free_queue_of(tld, segment), segment);
+  }
+}
+
+void hh_segments_collect(hh_tld_t* tld, bool force) {
+  uint64_t now = hh_os_clock_ms();
+  hh_segment_queue_t* queues[2] = {&tld->segments.small_free, &tld->segments.medium_free};
+  for (int q = 0; q < 2; q++) {
+    for (hh_segment_t* s = queues[q]->first; s != NULL; s = s->next) segment_purge_expired(s, now, force);
+  }
+  if (force) {
+    while (tld->segments.cache != NULL) {
+      hh_segment_t* segment = tld->segments.cache;
+      tld->segments.cache = segment->next;
+      tld->segments.cache_count--;
+      hh_stat_sub(&hh_stats.segments_cached, 1);
+      segment_unmap(segment);
+    }
+  } else {
+    for (hh_segment_t* s = tld->segments.cache; s != NULL; s = s->next) segment_purge_expired(s, now, false);
+  }
+}
+
+/* ---- abandonment -------------------------------------------------------------
+ * A thread that exits with live blocks leaves its segments on a global list
+ * (thread_id 0). Remote frees into them keep going to the pages'
+ * thread_free lists. A thread that needs a new segment first adopts one from
+ * the list: its pages join that thread's heap, or are freed when all their
+ * blocks have come back. */
+static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+static hh_segment_t* abandoned;           /* singly linked through next */
+static _Atomic(size_t) abandoned_count;
+
+void hh_segment_abandon(hh_segment_t* segment) {
+  hh_tld_t* tld = segment->tld;
+  if (tld == NULL) return;  /* already abandoned */
+  if (segment->in_free_queue) segment_queue_remove(free_queue_of(tld, segment), segment);
+  tld->segments.count--;
+  segment->tld = NULL;
+  atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
+  pthread_mutex_lock(&abandoned_lock);
+  segment->prev = NULL;
+  segment->next = abandoned;
+  abandoned = segment;
+  atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&abandoned_lock);
+}
+
+size_t hh_segments_abandoned_count(void) {
+  return atomic_load_explicit(&abandoned_count, memory_order_relaxed);
+}
+
+bool hh_segment_try_reclaim(hh_heap_t* heap) {
+  if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return false;
+  pthread_mutex_lock(&abandoned_lock);
+  hh_segment_t* segment = abandoned;
+  if (segment != NULL) {
+    abandoned = segment->next;
+    atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&abandoned_lock);
+  if (segment == NULL) return false;
+
+  hh_tld_t* tld = heap->tld;
+  segment->tld = tld;
+  segment->next = segment->prev = NULL;
+  atomic_store_explicit(&segment->thread_id, hh_thread_id(), memory_order_release);
+  tld->segments.count++;
+  for (uint32_t i = 0; i < segment->page_count; i++) {
+    hh_page_t* page = &segment->pages[i];
+    if (!page->segment_in_use) continue;
+    hh_page_reclaim(heap, page);  /* may free the page, and with it the segment */
+    if (segment->used == 0) return true;
+  }
+  if (segment->used < segment->page_count && free_queue_of(tld, segment) != NULL && !segment->in_free_queue) {
+    segment_queue_push(free_queue_of(tld, segment), segment);
+  }
+  return true;
+}

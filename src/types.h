@@ -1,0 +1,217 @@
+/* hardheap: every type shared between the source files, with the layout
+ * constants they depend on. Read docs/design.md for the picture; this file is
+ * the reference for each field.
+ *
+ * Memory is taken from the OS in segments: SEGMENT_SIZE-aligned regions whose
+ * first bytes hold the segment header (hh_segment_t) followed by its page
+ * descriptors (hh_page_t). The rest of the segment is cut into pages of equal
+ * size; every page holds blocks of a single size class. From any block pointer
+ * p the segment is (p - 1) & ~SEGMENT_MASK and the page index is a shift, so
+ * no header is stored in front of blocks.
+ */
+#ifndef HH_TYPES_H
+#define HH_TYPES_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- build levels ----------------------------------------------------------
+ * HARDHEAP_SECURE is the single switch the build sets (0 or 1); every secure
+ * feature flag is derived here so the source reads them with a plain `if`
+ * and both branches always compile.
+ *   0  default build: fast, checks only what is free (segment ownership).
+ *   1  secure build: free-list links XOR-encoded with per-page keys and the
+ *      block address, links validated on every pop, pages checked on every
+ *      free, errors abort.
+ */
+#ifndef HARDHEAP_SECURE
+#define HARDHEAP_SECURE 0
+#endif
+#if HARDHEAP_SECURE != 0 && HARDHEAP_SECURE != 1
+#error "HARDHEAP_SECURE must be 0 or 1"
+#endif
+#define HH_ENCODE_FREELIST HARDHEAP_SECURE /* encode free-list links (secure.h) */
+#define HH_CHECK_FREE HARDHEAP_SECURE      /* validate pointers on free (free.c) */
+
+/* ---- layout constants -------------------------------------------------------*/
+#define HH_INTPTR_SIZE 8
+#define HH_MIN_ALIGN 16                           /* every block is 16-byte aligned */
+#define HH_SEGMENT_SHIFT 22                       /* 4 MiB segments */
+#define HH_SMALL_PAGE_SHIFT 16                    /* 64 KiB small pages */
+#define HH_MEDIUM_PAGE_SHIFT 19                   /* 512 KiB medium pages */
+#define HH_SEGMENT_SIZE ((size_t)1 << HH_SEGMENT_SHIFT)
+#define HH_SEGMENT_MASK (HH_SEGMENT_SIZE - 1)
+#define HH_SMALL_PAGE_SIZE ((size_t)1 << HH_SMALL_PAGE_SHIFT)
+#define HH_MEDIUM_PAGE_SIZE ((size_t)1 << HH_MEDIUM_PAGE_SHIFT)
+#define HH_SMALL_PAGES_PER_SEGMENT (HH_SEGMENT_SIZE / HH_SMALL_PAGE_SIZE)   /* 64 */
+#define HH_MEDIUM_PAGES_PER_SEGMENT (HH_SEGMENT_SIZE / HH_MEDIUM_PAGE_SIZE) /* 8 */
+
+#define HH_SMALL_OBJ_SIZE_MAX (HH_SMALL_PAGE_SIZE / 8)    /* 8 KiB: >= 8 blocks per small page */
+#define HH_MEDIUM_OBJ_SIZE_MAX (HH_MEDIUM_PAGE_SIZE / 4)  /* 128 KiB: >= 4 blocks per medium page */
+#define HH_LARGE_OBJ_SIZE_MAX (HH_SEGMENT_SIZE / 2)       /* 2 MiB: one block per large segment */
+/* Sizes above this get a huge segment of their own. */
+#define HH_HUGE_OBJ_SIZE_MIN (HH_LARGE_OBJ_SIZE_MAX + 1)
+/* Largest request ever accepted: beyond it sizes would overflow internally. */
+#define HH_MAX_ALLOC_SIZE ((size_t)PTRDIFF_MAX - 2 * HH_SEGMENT_SIZE)
+
+/* The direct page table covers sizes up to 1 KiB in 16-byte steps. */
+#define HH_SMALL_SIZE_MAX 1024
+#define HH_PAGES_DIRECT (HH_SMALL_SIZE_MAX / HH_MIN_ALIGN + 1)  /* 65 entries */
+
+/* Size classes ("bins"): 16-byte steps up to 128 bytes, then eight classes
+ * per power of two, so a request of n >= 128 wastes less than n/8 (12.5%).
+ * Bin 0 is unused; bin HH_BIN_HUGE is the queue of huge pages and
+ * HH_BIN_FULL the queue of pages with no free block. page.c:hh_bin. */
+#define HH_BIN_LARGE_MAX 120          /* bin of HH_LARGE_OBJ_SIZE_MAX (2 MiB) */
+#define HH_BIN_HUGE (HH_BIN_LARGE_MAX + 1)
+#define HH_BIN_FULL (HH_BIN_HUGE + 1)
+#define HH_BIN_COUNT (HH_BIN_FULL + 1)
+
+/* Pages are extended (their free list threaded) at most this many bytes at a
+ * time, so a fresh page costs page faults only for what is used. */
+#define HH_EXTEND_BYTES (4 * 1024)
+/* A page found empty stays in its queue for this many generic-path calls
+ * before it is returned to its segment, so alloc/free of one block does not
+ * thrash the segment. */
+#define HH_RETIRE_CYCLES 16
+
+typedef struct hh_page_s hh_page_t;
+typedef struct hh_segment_s hh_segment_t;
+typedef struct hh_heap_s hh_heap_t;
+typedef struct hh_tld_s hh_tld_t;
+
+/* ---- blocks -----------------------------------------------------------------
+ * A free block holds one word: the link to the next free block, encoded in
+ * the secure build (secure.h:hh_block_next). An allocated block has no
+ * header at all. */
+typedef uintptr_t hh_encoded_t;
+typedef struct hh_block_s {
+  hh_encoded_t next; /* encoded link to the next free block, or encoded NULL */
+} hh_block_t;
+
+/* ---- thread_free word ------------------------------------------------------
+ * page->thread_free holds the head of the remote-free list in its high bits
+ * and a delayed-free state in its low two bits (blocks are 16-aligned). The
+ * state tells a remote thread where its free goes:
+ *   USE_DELAYED  the page sits in the owner's full queue: push the block onto
+ *                the owning heap's thread_delayed_free list instead, so the
+ *                owner learns the page has room again (then NO_DELAYED)
+ *   FREEING      transient, while a remote thread reads page->heap
+ *   NO_DELAYED   normal: push onto the page's own thread_free list
+ *   NEVER        like NO_DELAYED, and never switched back (huge pages) */
+typedef enum hh_delayed_e {
+  HH_USE_DELAYED_FREE = 0,
+  HH_DELAYED_FREEING = 1,
+  HH_NO_DELAYED_FREE = 2,
+  HH_NEVER_DELAYED_FREE = 3
+} hh_delayed_t;
+
+/* ---- pages ------------------------------------------------------------------
+ * Invariant (for a page in use, with thread_free drained):
+ *   used + |free| + |local_free| == capacity <= reserved
+ * Remote frees on thread_free are still counted in used until the owner
+ * collects them (page.c:hh_page_collect_thread_free). */
+struct hh_page_s {
+  /* hot fields first: alloc.c:hh_page_malloc, free.c:hh_free touch only these */
+  hh_block_t* free;                 /* blocks ready to allocate (popped by malloc) */
+  uint32_t used;                    /* blocks handed out and not yet freed (incl. thread_free) */
+  uint8_t flags;                    /* HH_PAGE_IN_FULL | HH_PAGE_HAS_ALIGNED: one test in free */
+  uint8_t free_is_zero;             /* every block on `free` is zero except its link word */
+  uint8_t segment_in_use;           /* page is handed out to a heap (segment.c) */
+  uint8_t is_zero_init;             /* page memory was fresh from the OS or purged (segment.c) */
+  uint8_t is_purged;                /* free page slot whose memory was returned to the OS */
+  hh_block_t* local_free;           /* blocks freed by the owning thread, moved to free in bulk */
+  size_t block_size;                /* size of every block in this page (bytes) */
+  uint8_t* page_start;              /* first block; page 0 starts after the segment header */
+  uint32_t capacity;                /* blocks threaded into the lists so far (lazy extension) */
+  uint32_t reserved;                /* blocks that fit in the page */
+  _Atomic(uintptr_t) thread_free;   /* remote-free list head | hh_delayed_t in low 2 bits */
+  _Atomic(hh_heap_t*) heap;         /* owning heap; read by remote threads for delayed free */
+  uintptr_t keys[2];                /* secure: per-page keys encoding free-list links (secure.h) */
+  hh_page_t* next;                  /* next page in its heap queue */
+  hh_page_t* prev;                  /* previous page in its heap queue */
+  uint16_t segment_idx;             /* index of this page in segment->pages */
+  uint8_t bin;                      /* size class (HH_BIN_HUGE for huge pages) */
+  uint8_t retire_expire;            /* retire countdown in generic calls, 0 = not retiring */
+  uint64_t purge_expire;            /* ms timestamp when this free page slot is purged, 0 = none */
+};
+
+/* page->flags bits (kept in one byte so hh_free tests both at once) */
+#define HH_PAGE_IN_FULL 0x01      /* page is in the heap's full queue */
+#define HH_PAGE_HAS_ALIGNED 0x02  /* some block was handed out at an interior aligned address */
+
+/* ---- segments ----------------------------------------------------------------*/
+typedef enum hh_segment_kind_e {
+  HH_SEGMENT_SMALL,   /* 64 small pages */
+  HH_SEGMENT_MEDIUM,  /* 8 medium pages */
+  HH_SEGMENT_LARGE,   /* one page, one block of up to HH_LARGE_OBJ_SIZE_MAX */
+  HH_SEGMENT_HUGE     /* one page, one block, any size; segment_size fits the block */
+} hh_segment_kind_t;
+
+/* Invariant: used == number of pages with segment_in_use; a segment with
+ * used < page_count (small/medium) is in its tld's free queue for its kind. */
+struct hh_segment_s {
+  uintptr_t cookie;                 /* segment address ^ process cookie: validates the header */
+  size_t segment_size;              /* bytes mapped for this segment (>= SEGMENT_SIZE) */
+  size_t info_size;                 /* bytes of header + page array (+ guard), page 0 starts after */
+  size_t block_offset;              /* huge aligned segments: offset of the block, else 0 */
+  hh_segment_t* next;               /* next segment in the tld free queue or cache */
+  hh_segment_t* prev;               /* previous segment in the tld free queue */
+  _Atomic(uintptr_t) thread_id;     /* owning thread (hh_thread_id), 0 when abandoned */
+  hh_tld_t* tld;                    /* owning thread's data (for queue membership) */
+  hh_segment_kind_t kind;           /* page layout */
+  uint32_t page_shift;              /* log2 of the page size; 63 for large/huge (one page) */
+  uint32_t page_count;              /* pages in this segment */
+  uint32_t used;                    /* pages in use */
+  uint32_t purge_pending;           /* free pages with a purge_expire set */
+  bool in_free_queue;               /* linked in tld->small_free / medium_free */
+  hh_page_t pages[];                /* page descriptors, page_count of them */
+};
+
+/* ---- heaps ------------------------------------------------------------------*/
+/* A queue of pages of one size class, most recently useful first. */
+typedef struct hh_page_queue_s {
+  hh_page_t* first;     /* page allocated from first (pages_direct points here) */
+  hh_page_t* last;      /* tail */
+  size_t block_size;    /* block size of the bin (the queue's size class) */
+} hh_page_queue_t;
+
+/* Invariant: for every wsize w < HH_PAGES_DIRECT,
+ *   pages_direct[w] == first page of pages[bin(w*16)], or &hh_page_empty. */
+struct hh_heap_s {
+  hh_tld_t* tld;                                 /* thread-local data of the owning thread */
+  hh_page_t* pages_direct[HH_PAGES_DIRECT];      /* fast path: wsize -> page to allocate from */
+  hh_page_queue_t pages[HH_BIN_COUNT];           /* per-bin page queues + huge + full */
+  _Atomic(hh_block_t*) thread_delayed_free;      /* remote frees into full pages (free.c) */
+  uintptr_t thread_id;                           /* owning thread, hh_thread_id() */
+  uintptr_t keys[2];                             /* secure: seeds for new page keys */
+  uint64_t random;                               /* state of the heap's PRNG (secure.c) */
+  size_t page_count;                             /* pages owned by this heap */
+  size_t page_retired_min;                       /* lowest bin with a retiring page */
+  size_t page_retired_max;                       /* highest bin with a retiring page */
+};
+
+/* ---- thread-local data ----------------------------------------------------*/
+/* Segment bookkeeping of one thread. */
+typedef struct hh_segment_queue_s {
+  hh_segment_t* first;  /* head */
+  hh_segment_t* last;   /* tail */
+} hh_segment_queue_t;
+
+typedef struct hh_segments_tld_s {
+  hh_segment_queue_t small_free;   /* small segments with a free page */
+  hh_segment_queue_t medium_free;  /* medium segments with a free page */
+  hh_segment_t* cache;             /* empty 4 MiB segments kept for reuse (singly linked) */
+  size_t cache_count;              /* segments in cache */
+  size_t count;                    /* segments owned by this thread */
+} hh_segments_tld_t;
+
+struct hh_tld_s {
+  uint64_t heartbeat;              /* generic-path calls, drives retire and purge */
+  hh_heap_t* heap_backing;         /* the thread's default heap */
+  hh_segments_tld_t segments;      /* segment queues and cache */
+};
+
+#endif /* HH_TYPES_H */
