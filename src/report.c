@@ -80,7 +80,7 @@ size_t hh_vformat(char* buf, size_t size, const char* fmt, va_list args) {
         else if (longs >= 2) v = va_arg(args, unsigned long long);
         else if (longs == 1) v = va_arg(args, unsigned long);
         else v = va_arg(args, unsigned int);
-        out_unsigned(&out, v, base, *f == 'x');
+        out_unsigned(&out, v, base, false);
         break;
       }
       case 0: f--; break;  /* lone '%' at the end */
