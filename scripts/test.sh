@@ -10,7 +10,7 @@ jobs=$(nproc)
 
 echo "== ASan+UBSan build (clang)"
 cmake -S . -B build-test/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-  -DHH_SANITIZE=ON -DHH_DEBUG=ON -DHH_WERROR=ON >/dev/null
+  -DHH_SANITIZE=ON -DHH_FUZZ=ON -DHH_DEBUG=ON -DHH_WERROR=ON >/dev/null
 cmake --build build-test/asan -j"$jobs" >/dev/null
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-test/asan --output-on-failure -j"$jobs"

@@ -329,11 +329,14 @@ void hh_segment_huge_free(hh_segment_t* segment) {
 
 hh_page_t* hh_segment_page_alloc(hh_heap_t* heap, size_t block_size, size_t alignment) {
   hh_page_t* page;
-  if (block_size <= HH_SMALL_OBJ_SIZE_MAX) {
+  if (alignment > HH_MIN_ALIGN) {
+    /* only huge segments place their block at a chosen alignment */
+    page = single_page_alloc(heap, HH_SEGMENT_HUGE, block_size, alignment);
+  } else if (block_size <= HH_SMALL_OBJ_SIZE_MAX) {
     page = multi_page_alloc(heap, HH_SEGMENT_SMALL);
   } else if (block_size <= HH_MEDIUM_OBJ_SIZE_MAX) {
     page = multi_page_alloc(heap, HH_SEGMENT_MEDIUM);
-  } else if (block_size <= HH_LARGE_OBJ_SIZE_MAX && alignment <= HH_MIN_ALIGN) {
+  } else if (block_size <= HH_LARGE_OBJ_SIZE_MAX) {
     page = single_page_alloc(heap, HH_SEGMENT_LARGE, block_size, 0);
   } else {
     page = single_page_alloc(heap, HH_SEGMENT_HUGE, block_size, alignment);
