@@ -67,8 +67,6 @@ static void heap_init(hh_heap_t* heap, hh_tld_t* tld) {
   heap->random = hh_random_seed();
   heap->keys[0] = hh_random_next(&heap->random);
   heap->keys[1] = hh_random_next(&heap->random);
-  heap->page_retired_min = HH_BIN_FULL;
-  heap->page_retired_max = 0;
 }
 
 static hh_thread_data_t* thread_data_alloc(void) {
@@ -141,7 +139,6 @@ static void page_collect_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t
   (void)heap;
   hh_page_collect_free(page, force);
   if (hh_page_all_free(page)) {
-    page->retire_expire = 0;
     hh_page_free(page, pq, force);
   }
 }
@@ -149,9 +146,8 @@ static void page_collect_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t
 void hh_heap_collect(hh_heap_t* heap, bool force) {
   if (!hh_heap_is_initialized(heap)) return;
   hh_heap_delayed_free_all(heap);
+  hh_heap_collect_retired(heap, force);
   heap_visit_pages(heap, page_collect_visitor, force);
-  heap->page_retired_min = HH_BIN_FULL;
-  heap->page_retired_max = 0;
   hh_segments_collect(heap->tld, force);
 }
 

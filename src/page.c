@@ -230,52 +230,55 @@ void hh_page_unfull(hh_page_t* page) {
 }
 
 /* ---- freeing pages -------------------------------------------------------------*/
+static void retired_remove(hh_heap_t* heap, hh_page_t* page) {
+  for (size_t i = 0; i < heap->retired_count; i++) {
+    if (heap->retired[i] == page) {
+      heap->retired[i] = heap->retired[--heap->retired_count];
+      break;
+    }
+  }
+  page->retire_expire = 0;
+}
+
 void hh_page_free(hh_page_t* page, hh_page_queue_t* pq, bool force) {
   hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  if (page->retire_expire != 0) retired_remove(heap, page);
   queue_remove(heap, pq, page);
   heap->page_count--;
   hh_segment_page_free(page, force);
 }
 
-/* The page's last block was freed. Keep it a while if it is the only page
- * of its class (the next malloc would need it again), else free it now. */
+/* The page's last block was freed. Small and medium pages are kept a few
+ * generic-path calls (the next malloc of the class would need the page
+ * again, and returning it to the segment costs); large ones go at once. */
 void hh_page_retire(hh_page_t* page) {
   hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
-  hh_page_queue_t* pq = hh_page_queue_of(heap, page);
-  if (!(page->flags & HH_PAGE_IN_FULL) && page->block_size <= HH_MEDIUM_OBJ_SIZE_MAX && pq->first == page &&
-      pq->last == page) {
+  if (page->retire_expire != 0) {
     page->retire_expire = HH_RETIRE_CYCLES;
-    size_t bin = page->bin;
-    if (bin < heap->page_retired_min) heap->page_retired_min = bin;
-    if (bin > heap->page_retired_max) heap->page_retired_max = bin;
     return;
   }
-  hh_page_free(page, pq, false);
-}
-
-static void heap_collect_retired(hh_heap_t* heap, bool force) {
-  size_t min = HH_BIN_FULL, max = 0;
-  for (size_t bin = heap->page_retired_min; bin <= heap->page_retired_max; bin++) {
-    hh_page_queue_t* pq = &heap->pages[bin];
-    hh_page_t* page = pq->first;
-    if (page == NULL || page->retire_expire == 0) continue;
-    if (!hh_page_all_free(page)) {
-      page->retire_expire = 0;
-      continue;
-    }
-    if (force || --page->retire_expire == 0) {
-      hh_page_free(page, pq, force);
-    } else {
-      if (bin < min) min = bin;
-      if (bin > max) max = bin;
-    }
+  if (page->block_size <= HH_MEDIUM_OBJ_SIZE_MAX && heap->retired_count < HH_RETIRED_MAX) {
+    page->retire_expire = HH_RETIRE_CYCLES;
+    heap->retired[heap->retired_count++] = page;
+    return;
   }
-  heap->page_retired_min = min;
-  heap->page_retired_max = max;
+  hh_page_free(page, hh_page_queue_of(heap, page), false);
 }
 
 void hh_heap_collect_retired(hh_heap_t* heap, bool force) {
-  heap_collect_retired(heap, force);
+  size_t i = 0;
+  while (i < heap->retired_count) {
+    hh_page_t* page = heap->retired[i];
+    if (!hh_page_all_free(page)) {
+      retired_remove(heap, page);  /* in use again */
+    } else if (force || page->retire_expire <= 1) {
+      retired_remove(heap, page);
+      hh_page_free(page, hh_page_queue_of(heap, page), force);
+    } else {
+      page->retire_expire--;
+      i++;
+    }
+  }
 }
 
 /* ---- adopting pages of reclaimed segments ----------------------------------------*/
@@ -298,13 +301,9 @@ static hh_page_t* queue_find_free(hh_heap_t* heap, hh_page_queue_t* pq, size_t b
     while (page != NULL) {
       hh_page_t* next = page->next;
       hh_page_collect_free(page, false);
-      if (page->free != NULL) {
-        page->retire_expire = 0;
-        return page;
-      }
+      if (page->free != NULL) return page;
       if (page->capacity < page->reserved) {
         page_extend(heap, page);
-        page->retire_expire = 0;
         return page;
       }
       if (!page_to_full(heap, page, pq)) return page;
@@ -363,7 +362,7 @@ void* hh_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t huge_ali
   hh_tld_t* tld = heap->tld;
   tld->heartbeat++;
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL) hh_heap_delayed_free_all(heap);
-  if (heap->page_retired_min <= heap->page_retired_max) heap_collect_retired(heap, false);
+  if (heap->retired_count != 0) hh_heap_collect_retired(heap, false);
   if ((tld->heartbeat & 63) == 0) hh_segments_collect(tld, false);
 
   hh_page_t* page = find_page(heap, size, huge_alignment);

@@ -76,6 +76,8 @@
  * before it is returned to its segment, so alloc/free of one block does not
  * thrash the segment. */
 #define HH_RETIRE_CYCLES 16
+/* At most this many empty pages per heap wait to be retired. */
+#define HH_RETIRED_MAX 16
 
 typedef struct hh_page_s hh_page_t;
 typedef struct hh_segment_s hh_segment_t;
@@ -134,7 +136,7 @@ struct hh_page_s {
   hh_page_t* prev;                  /* previous page in its heap queue */
   uint16_t segment_idx;             /* index of this page in segment->pages */
   uint8_t bin;                      /* size class (HH_BIN_HUGE for huge pages) */
-  uint8_t retire_expire;            /* retire countdown in generic calls, 0 = not retiring */
+  uint8_t retire_expire;            /* retire countdown; != 0 iff the page is in heap->retired */
   uint64_t purge_expire;            /* ms timestamp when this free page slot is purged, 0 = none */
 };
 
@@ -189,8 +191,8 @@ struct hh_heap_s {
   uintptr_t keys[2];                             /* secure: seeds for new page keys */
   uint64_t random;                               /* state of the heap's PRNG (secure.c) */
   size_t page_count;                             /* pages owned by this heap */
-  size_t page_retired_min;                       /* lowest bin with a retiring page */
-  size_t page_retired_max;                       /* highest bin with a retiring page */
+  hh_page_t* retired[HH_RETIRED_MAX];            /* empty pages kept a while (page.c:hh_page_retire) */
+  size_t retired_count;                          /* entries used in retired */
 };
 
 /* ---- thread-local data ----------------------------------------------------*/
