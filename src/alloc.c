@@ -23,15 +23,20 @@ static inline void* page_pop(hh_heap_t* heap, hh_page_t* page, size_t size, bool
   return block;
 }
 
-static inline void* heap_malloc(hh_heap_t* heap, size_t size, bool zero) {
-  if (hh_likely(size <= HH_SMALL_SIZE_MAX)) {
-    return page_pop(heap, heap->pages_direct[hh_wsize_of(size)], size, zero);
-  }
-  if (size <= HH_LARGE_OBJ_SIZE_MAX) {
+/* Above 1 KiB: the first page of the size class, else the generic path. */
+static hh_noinline void* heap_malloc_medium(hh_heap_t* heap, size_t size, bool zero) {
+  if (size <= HH_MEDIUM_OBJ_SIZE_MAX) {
     hh_page_t* page = heap->pages[hh_bin(size)].first;
     if (page != NULL && page->free != NULL) return page_pop(heap, page, size, zero);
   }
   return hh_malloc_generic(heap, size, zero, 0);
+}
+
+static inline void* heap_malloc(hh_heap_t* heap, size_t size, bool zero) {
+  if (hh_likely(size <= HH_SMALL_SIZE_MAX)) {
+    return page_pop(heap, heap->pages_direct[hh_wsize_of(size)], size, zero);
+  }
+  return heap_malloc_medium(heap, size, zero);
 }
 
 void* hh_heap_malloc_zero(hh_heap_t* heap, size_t size, bool zero) {
@@ -163,7 +168,15 @@ static void* heap_realloc(hh_heap_t* heap, void* p, size_t newsize, size_t align
   const hh_block_t* block = hh_page_block_of(page, p);
   size_t usable = page->block_size - (size_t)((uintptr_t)p - (uintptr_t)block);
   bool aligned_ok = alignment == 0 || ((uintptr_t)p & (alignment - 1)) == 0;
-  if (aligned_ok && newsize <= usable && newsize >= usable / 2) return p;
+  if (hh_page_segment(page)->kind >= HH_SEGMENT_LARGE) {
+    /* a block with a segment of its own grows and shrinks in place */
+    if (aligned_ok && p == (void*)page->page_start && newsize <= HH_MAX_ALLOC_SIZE &&
+        hh_segment_single_resize(page, newsize)) {
+      return p;
+    }
+  } else if (aligned_ok && newsize <= usable && newsize >= usable / 2) {
+    return p;
+  }
   void* q = alignment == 0 ? heap_malloc(heap, newsize, false) : hh_heap_malloc_aligned(heap, newsize, alignment, false);
   if (q == NULL) return NULL;
   memcpy(q, p, usable < newsize ? usable : newsize);

@@ -101,24 +101,24 @@ void hh_free_delayed_block(hh_block_t* block) {
 }
 
 /* ---- huge blocks ---------------------------------------------------------------*/
-static void free_huge(hh_segment_t* segment, const hh_page_t* page, void* p) {
-  /* Huge segments have no owner thread (thread_id 0): whoever frees the
-   * block claims the segment, and a second claimant has a double free. */
+static void free_single(hh_segment_t* segment, const hh_page_t* page, void* p) {
+  /* Single-block segments have no owner thread (thread_id 0): whoever frees
+   * the block claims the segment, and a second claimant has a double free. */
   uintptr_t expected = 0;
   if (!atomic_compare_exchange_strong_explicit(&segment->thread_id, &expected, hh_thread_id(), memory_order_acq_rel,
                                                memory_order_relaxed)) {
     hh_error_message("double free of %p (size class %zu)", p, page->block_size);
     return;
   }
-  hh_segment_huge_free(segment);
+  hh_segment_single_free(segment);
 }
 
 /* ---- the entry point -------------------------------------------------------------*/
 static hh_noinline void free_generic(hh_segment_t* segment, hh_page_t* page, void* p) {
   if (HH_CHECK_FREE && !page_check_pointer(segment, page, p, "free")) return;
   hh_block_t* block = (page->flags & HH_PAGE_HAS_ALIGNED) ? hh_page_block_of(page, p) : (hh_block_t*)p;
-  if (segment->kind == HH_SEGMENT_HUGE) {
-    free_huge(segment, page, p);
+  if (segment->kind >= HH_SEGMENT_LARGE) {
+    free_single(segment, page, p);
   } else if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hh_thread_id()) {
     free_block_local(page, block);
   } else {

@@ -84,8 +84,11 @@ void hh_segments_collect(hh_tld_t* tld, bool force);
 /* Leave segment to the abandoned list (its thread exits with live blocks). */
 void hh_segment_abandon(hh_segment_t* segment);
 size_t hh_segments_abandoned_count(void);
-/* Release a huge segment (its block was freed). */
-void hh_segment_huge_free(hh_segment_t* segment);
+/* Release a large or huge single-block segment (its block was freed):
+ * large ones go to the calling thread's segment cache, huge ones unmapped. */
+void hh_segment_single_free(hh_segment_t* segment);
+/* Resize the block of a single-block page in place; false if it cannot. */
+bool hh_segment_single_resize(hh_page_t* page, size_t newsize);
 /* Start of the memory of page and its usable size in bytes. */
 uint8_t* hh_segment_page_area(const hh_segment_t* segment, const hh_page_t* page, size_t* size);
 /* Abandoned segments: left by exited threads, reclaimed by allocating ones. */
@@ -93,7 +96,6 @@ bool hh_segment_try_reclaim(hh_heap_t* heap);
 
 /* ---- page.c ----------------------------------------------------------------*/
 extern const hh_page_t hh_page_empty;
-size_t hh_bin(size_t size);
 size_t hh_bin_size(size_t bin);
 void* hh_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t huge_alignment);
 void hh_page_collect_free(hh_page_t* page, bool force);
@@ -279,6 +281,15 @@ static inline void hh_block_set_next(const hh_page_t* page, hh_block_t* block, c
 }
 
 /* ---- size helpers ----------------------------------------------------------*/
+/* The size class of size (see HH_BIN_* in types.h). */
+static inline size_t hh_bin(size_t size) {
+  if (size <= 128) return size <= HH_MIN_ALIGN ? 1 : (size + HH_MIN_ALIGN - 1) / HH_MIN_ALIGN;
+  if (size > HH_LARGE_OBJ_SIZE_MAX) return HH_BIN_HUGE;
+  size_t w = size - 1;
+  unsigned b = 63u - (unsigned)__builtin_clzl(w);  /* floor(log2(w)) >= 7 */
+  return 8u * (b - 6u) + ((w >> (b - 3u)) & 7u) + 1u;
+}
+
 static inline size_t hh_wsize_of(size_t size) {  /* size in 16-byte units, rounded up */
   return (size + HH_MIN_ALIGN - 1) / HH_MIN_ALIGN;
 }

@@ -13,14 +13,6 @@
 const hh_page_t hh_page_empty = {0};
 
 /* ---- size classes ----------------------------------------------------------*/
-size_t hh_bin(size_t size) {
-  if (size <= 128) return size <= HH_MIN_ALIGN ? 1 : (size + HH_MIN_ALIGN - 1) / HH_MIN_ALIGN;
-  if (size > HH_LARGE_OBJ_SIZE_MAX) return HH_BIN_HUGE;
-  size_t w = size - 1;
-  unsigned b = 63u - (unsigned)__builtin_clzl(w);  /* floor(log2(w)) >= 7 */
-  return 8u * (b - 6u) + ((w >> (b - 3u)) & 7u) + 1u;
-}
-
 size_t hh_bin_size(size_t bin) {
   if (bin == 0) return 0;
   if (bin <= 8) return bin * HH_MIN_ALIGN;
@@ -177,9 +169,15 @@ static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_
   hh_segment_t* segment = hh_page_segment(page);
   size_t area;
   (void)hh_segment_page_area(segment, page, &area);
-  page->block_size = (bin == HH_BIN_HUGE) ? area : block_size;
+  if (segment->kind == HH_SEGMENT_HUGE) {
+    page->block_size = area;
+  } else if (segment->kind == HH_SEGMENT_LARGE) {
+    page->block_size = hh_good_size(block_size);
+  } else {
+    page->block_size = block_size;
+  }
   page->bin = (uint8_t)bin;
-  page->reserved = (uint32_t)(area / page->block_size);
+  page->reserved = (bin == HH_BIN_HUGE) ? 1 : (uint32_t)(area / page->block_size);
   page->capacity = 0;
   page->used = 0;
   page->flags = 0;
@@ -315,12 +313,14 @@ static hh_page_t* queue_find_free(hh_heap_t* heap, hh_page_queue_t* pq, size_t b
   return page_fresh(heap, pq, pq->block_size, bin);
 }
 
-static hh_page_t* huge_page_alloc(hh_heap_t* heap, size_t size, size_t alignment) {
+/* Blocks above the medium size get a segment of their own (large: a
+ * cached 4 MiB segment the block can grow in; huge: sized to fit). */
+static hh_page_t* single_page_alloc(hh_heap_t* heap, size_t size, size_t alignment) {
   hh_page_t* page = hh_segment_page_alloc(heap, size, alignment);
   if (page == NULL) return NULL;
   page_init(heap, page, size, HH_BIN_HUGE);
-  /* Huge pages belong to no heap: the single free of their block, from any
-   * thread, releases the segment directly (free.c:free_huge). */
+  /* They belong to no heap: the single free of their block, from any
+   * thread, releases the segment directly (free.c:free_single). */
   atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
   atomic_store_explicit(&page->thread_free, hh_thread_free_make(NULL, HH_NEVER_DELAYED_FREE), memory_order_relaxed);
   page_extend(heap, page);
@@ -328,19 +328,19 @@ static hh_page_t* huge_page_alloc(hh_heap_t* heap, size_t size, size_t alignment
 }
 
 static hh_page_t* find_page(hh_heap_t* heap, size_t size, size_t huge_alignment) {
-  if (size > HH_LARGE_OBJ_SIZE_MAX || huge_alignment > HH_MIN_ALIGN) return huge_page_alloc(heap, size, huge_alignment);
+  if (size > HH_MEDIUM_OBJ_SIZE_MAX || huge_alignment > HH_MIN_ALIGN) return single_page_alloc(heap, size, huge_alignment);
   size_t bin = hh_bin(size);
   return queue_find_free(heap, &heap->pages[bin], bin);
 }
 
 /* Take the first block of a page known to have one. */
-static void* page_take_block(hh_page_t* page, size_t size, bool zero) {
+static void* page_take_block(hh_page_t* page, bool zero) {
   hh_block_t* block = page->free;
   page->free = hh_block_next(page, block);
   page->used++;
   if (zero) {
     if (page->free_is_zero) block->next = 0;
-    else memset(block, 0, page->bin == HH_BIN_HUGE ? size : page->block_size);
+    else memset(block, 0, page->block_size);
   } else if (HARDHEAP_SECURE) {
     block->next = 0;  /* do not hand out the encoded link */
   }
@@ -374,5 +374,5 @@ void* hh_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t huge_ali
       return NULL;
     }
   }
-  return page_take_block(page, size, zero);
+  return page_take_block(page, zero);
 }

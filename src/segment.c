@@ -90,13 +90,16 @@ static void segment_queue_remove(hh_segment_queue_t* q, hh_segment_t* segment) {
 }
 
 /* ---- purging ---------------------------------------------------------------*/
+static void purge_cancel(hh_segment_t* segment, hh_page_t* page) {
+  page->purge_expire = 0;
+  segment->purge_pending--;
+  if (segment->tld != NULL) segment->tld->segments.purge_pending--;
+}
+
 static void page_purge_now(hh_segment_t* segment, hh_page_t* page) {
   size_t size;
   uint8_t* start = hh_segment_page_area(segment, page, &size);
-  if (page->purge_expire != 0) {
-    page->purge_expire = 0;
-    segment->purge_pending--;
-  }
+  if (page->purge_expire != 0) purge_cancel(segment, page);
   if (page->is_purged) return;
   if (hh_os_purge(start, size)) {
     page->is_purged = 1;
@@ -110,7 +113,10 @@ static void page_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool for
   if (force || delay == 0) {
     page_purge_now(segment, page);
   } else if (delay > 0) {
-    if (page->purge_expire == 0) segment->purge_pending++;
+    if (page->purge_expire == 0) {
+      segment->purge_pending++;
+      if (segment->tld != NULL) segment->tld->segments.purge_pending++;
+    }
     page->purge_expire = hh_os_clock_ms() + (uint64_t)delay;
   }
 }
@@ -173,6 +179,7 @@ static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
   }
   hh_stat_add(&hh_stats.committed, &hh_stats.committed_peak, purged_bytes);
   size_t info = segment_info_size(kind_page_count(kind));
+  tld->segments.purge_pending -= segment->purge_pending;  /* re-cutting cancels them */
   segment_setup(segment, tld, kind, HH_SEGMENT_SIZE, info, 0);
   segment_init_pages(segment, all_purged);
   return segment;
@@ -236,6 +243,7 @@ static void segment_unmap(hh_segment_t* segment) {
     purged_bytes += size;
   }
   segment_map_unregister(segment);
+  if (segment->tld != NULL) segment->tld->segments.purge_pending -= segment->purge_pending;
   hh_stat_sub(&hh_stats.segments, 1);
   hh_stat_sub(&hh_stats.reserved, segment->segment_size);
   hh_stat_sub(&hh_stats.committed, segment->segment_size - purged_bytes);
@@ -263,10 +271,7 @@ static void segment_free(hh_segment_t* segment, hh_tld_t* tld, bool force) {
 /* ---- pages ----------------------------------------------------------------*/
 static hh_page_t* segment_claim_page(hh_segment_t* segment, hh_page_t* page) {
   hh_assert(!page->segment_in_use);
-  if (page->purge_expire != 0) {
-    page->purge_expire = 0;
-    segment->purge_pending--;
-  }
+  if (page->purge_expire != 0) purge_cancel(segment, page);
   if (page->is_purged) {
     size_t size;
     (void)hh_segment_page_area(segment, page, &size);
@@ -312,19 +317,55 @@ static hh_page_t* single_page_alloc(hh_heap_t* heap, hh_segment_kind_t kind, siz
   hh_tld_t* tld = heap->tld;
   hh_segment_t* segment = segment_alloc(tld, kind, block_size, alignment);
   if (segment == NULL) return NULL;
-  if (kind == HH_SEGMENT_HUGE) {
-    /* Huge segments have no owner: any thread's free releases them
-     * (free.c:free_huge claims thread_id 0 -> itself). */
-    tld->segments.count--;
-    segment->tld = NULL;
-    atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
-  }
+  /* Single-block segments have no owner: any thread's free releases them
+   * (free.c:free_single claims thread_id 0 -> itself). */
+  tld->segments.count--;
+  segment->tld = NULL;
+  atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
   return segment_claim_page(segment, &segment->pages[0]);
 }
 
-void hh_segment_huge_free(hh_segment_t* segment) {
+void hh_segment_single_free(hh_segment_t* segment) {
   hh_stat_sub(&hh_stats.pages, 1);
-  segment_unmap(segment);
+  hh_heap_t* heap = hh_get_default_heap();
+  size_t cache_max = (size_t)hh_option_get_fast(hh_option_segment_cache);
+  if (segment->kind != HH_SEGMENT_LARGE || !hh_heap_is_initialized(heap) ||
+      heap->tld->segments.cache_count >= cache_max) {
+    segment_unmap(segment);
+    return;
+  }
+  /* Keep the 4 MiB mapping in the freeing thread's cache; its memory goes
+   * back to the OS after the purge delay. */
+  hh_tld_t* tld = heap->tld;
+  hh_page_t* page = &segment->pages[0];
+  uint8_t purged = page->is_purged;
+  memset(page, 0, sizeof(*page));
+  page->is_purged = purged;
+  segment->used = 0;
+  segment->purge_pending = 0;
+  segment->tld = tld;
+  atomic_store_explicit(&segment->thread_id, hh_thread_id(), memory_order_relaxed);
+  page_schedule_purge(segment, page, false);
+  segment->next = tld->segments.cache;
+  segment->prev = NULL;
+  tld->segments.cache = segment;
+  tld->segments.cache_count++;
+  hh_stat_add(&hh_stats.segments_cached, NULL, 1);
+}
+
+bool hh_segment_single_resize(hh_page_t* page, size_t newsize) {
+  hh_segment_t* segment = hh_page_segment(page);
+  size_t area;
+  (void)hh_segment_page_area(segment, page, &area);
+  /* Growing stays in place while the mapping has room; shrinking below
+   * half moves to a smaller block, so the memory is returned when this
+   * segment is freed rather than held behind a small block. */
+  if (newsize > area || newsize < page->block_size / 2) return false;
+  if (segment->kind == HH_SEGMENT_LARGE) {
+    size_t new_size = hh_good_size(newsize);
+    if (new_size > page->block_size) page->block_size = new_size < area ? new_size : area;
+  }
+  return true;
 }
 
 hh_page_t* hh_segment_page_alloc(hh_heap_t* heap, size_t block_size, size_t alignment) {
@@ -337,7 +378,7 @@ hh_page_t* hh_segment_page_alloc(hh_heap_t* heap, size_t block_size, size_t alig
   } else if (block_size <= HH_MEDIUM_OBJ_SIZE_MAX) {
     page = multi_page_alloc(heap, HH_SEGMENT_MEDIUM);
   } else if (block_size <= HH_LARGE_OBJ_SIZE_MAX) {
-    page = single_page_alloc(heap, HH_SEGMENT_LARGE, block_size, 0);
+    page = single_page_alloc(heap, HH_SEGMENT_LARGE, block_size, 0);  /* cached, growable in place */
   } else {
     page = single_page_alloc(heap, HH_SEGMENT_HUGE, block_size, alignment);
   }
@@ -360,7 +401,7 @@ void hh_segment_page_free(hh_page_t* page, bool force) {
   page->purge_expire = expire;
   segment->used--;
 
-  hh_assert(segment->kind != HH_SEGMENT_HUGE);
+  hh_assert(segment->kind == HH_SEGMENT_SMALL || segment->kind == HH_SEGMENT_MEDIUM);
   page_schedule_purge(segment, page, force);
   if (segment->used == 0) {
     segment_free(segment, tld, force);
@@ -370,6 +411,7 @@ void hh_segment_page_free(hh_page_t* page, bool force) {
 }
 
 void hh_segments_collect(hh_tld_t* tld, bool force) {
+  if (!force && tld->segments.purge_pending == 0) return;
   uint64_t now = hh_os_clock_ms();
   hh_segment_queue_t* queues[2] = {&tld->segments.small_free, &tld->segments.medium_free};
   for (int q = 0; q < 2; q++) {
@@ -403,6 +445,7 @@ void hh_segment_abandon(hh_segment_t* segment) {
   if (tld == NULL) return;  /* already abandoned */
   if (segment->in_free_queue) segment_queue_remove(free_queue_of(tld, segment), segment);
   tld->segments.count--;
+  tld->segments.purge_pending -= segment->purge_pending;
   segment->tld = NULL;
   atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
   pthread_mutex_lock(&abandoned_lock);
@@ -430,6 +473,7 @@ bool hh_segment_try_reclaim(hh_heap_t* heap) {
 
   hh_tld_t* tld = heap->tld;
   segment->tld = tld;
+  tld->segments.purge_pending += segment->purge_pending;
   segment->next = segment->prev = NULL;
   atomic_store_explicit(&segment->thread_id, hh_thread_id(), memory_order_release);
   tld->segments.count++;

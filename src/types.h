@@ -138,7 +138,9 @@ struct hh_page_s {
   uint8_t bin;                      /* size class (HH_BIN_HUGE for huge pages) */
   uint8_t retire_expire;            /* retire countdown; != 0 iff the page is in heap->retired */
   uint64_t purge_expire;            /* ms timestamp when this free page slot is purged, 0 = none */
+  uint64_t padding_to_128;          /* unused: 128-byte descriptors make the page index a shift */
 };
+_Static_assert(sizeof(struct hh_page_s) == 128, "hh_page_t must stay 128 bytes (internal.h:hh_segment_page_of)");
 
 /* page->flags bits (kept in one byte so hh_free tests both at once) */
 #define HH_PAGE_IN_FULL 0x01      /* page is in the heap's full queue */
@@ -208,6 +210,7 @@ typedef struct hh_segments_tld_s {
   hh_segment_t* cache;             /* empty 4 MiB segments kept for reuse (singly linked) */
   size_t cache_count;              /* segments in cache */
   size_t count;                    /* segments owned by this thread */
+  size_t purge_pending;            /* free page slots of this thread waiting for their purge */
 } hh_segments_tld_t;
 
 struct hh_tld_s {
