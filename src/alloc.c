@@ -92,7 +92,7 @@ void* hh_heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment, boo
   uint8_t* aligned = (uint8_t*)hh_align_up((uintptr_t)p, alignment);
   if (aligned != p) {
     hh_page_t* page = hh_segment_page_of(hh_ptr_segment(p), p);
-    page->flags |= HH_PAGE_HAS_ALIGNED;
+    hh_page_flags_set(page, HH_PAGE_HAS_ALIGNED);
   }
   return aligned;
 }

@@ -20,7 +20,10 @@ static hh_cold bool report_invalid(const hh_page_t* page, const void* p, const c
   return false;
 }
 
-static bool page_check_pointer(const hh_segment_t* segment, const hh_page_t* page, const void* p, const char* what) {
+/* The owner may compare against capacity (blocks ever handed out); other
+ * threads read only fields fixed while the page is in use (reserved). */
+static bool page_check_pointer(const hh_segment_t* segment, const hh_page_t* page, const void* p, const char* what,
+                               bool is_owner) {
   if (hh_unlikely(segment->cookie != ((uintptr_t)segment ^ hh_process_cookie))) {
     hh_error_message("invalid %s of %p: segment header at %p is corrupted", what, p, (const void*)segment);
     return false;
@@ -31,10 +34,11 @@ static bool page_check_pointer(const hh_segment_t* segment, const hh_page_t* pag
   }
   uintptr_t start = (uintptr_t)page->page_start;
   uintptr_t a = (uintptr_t)p;
-  if (hh_unlikely(a < start || a - start >= (uintptr_t)page->capacity * page->block_size)) {
+  uint32_t limit = is_owner ? page->capacity : page->reserved;
+  if (hh_unlikely(a < start || a - start >= (uintptr_t)limit * page->block_size)) {
     return report_invalid(page, p, what, "not an allocated block");
   }
-  if (hh_unlikely(!(page->flags & HH_PAGE_HAS_ALIGNED) && (a - start) % page->block_size != 0)) {
+  if (hh_unlikely(!(hh_page_flags(page) & HH_PAGE_HAS_ALIGNED) && (a - start) % page->block_size != 0)) {
     return report_invalid(page, p, what, "pointer into the middle of a block");
   }
   return true;
@@ -49,7 +53,7 @@ static void free_block_local(hh_page_t* page, hh_block_t* block) {
   hh_block_set_next(page, block, page->local_free);
   page->local_free = block;
   page->used--;
-  if (hh_unlikely(page->flags & HH_PAGE_IN_FULL)) hh_page_unfull(page);
+  if (hh_unlikely(hh_page_flags(page) & HH_PAGE_IN_FULL)) hh_page_unfull(page);
   if (hh_unlikely(page->used == 0)) hh_page_retire(page);
 }
 
@@ -115,11 +119,12 @@ static void free_single(hh_segment_t* segment, const hh_page_t* page, void* p) {
 
 /* ---- the entry point -------------------------------------------------------------*/
 static hh_noinline void free_generic(hh_segment_t* segment, hh_page_t* page, void* p) {
-  if (HH_CHECK_FREE && !page_check_pointer(segment, page, p, "free")) return;
-  hh_block_t* block = (page->flags & HH_PAGE_HAS_ALIGNED) ? hh_page_block_of(page, p) : (hh_block_t*)p;
+  bool is_owner = atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hh_thread_id();
+  if (HH_CHECK_FREE && !page_check_pointer(segment, page, p, "free", is_owner)) return;
+  hh_block_t* block = (hh_page_flags(page) & HH_PAGE_HAS_ALIGNED) ? hh_page_block_of(page, p) : (hh_block_t*)p;
   if (segment->kind >= HH_SEGMENT_LARGE) {
     free_single(segment, page, p);
-  } else if (atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hh_thread_id()) {
+  } else if (is_owner) {
     free_block_local(page, block);
   } else {
     hh_free_block_remote(page, block);
@@ -135,7 +140,7 @@ void hh_free(void* p) {
   }
   hh_page_t* page = hh_segment_page_of(segment, p);
   if (!HH_CHECK_FREE &&
-      hh_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hh_thread_id() && page->flags == 0)) {
+      hh_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hh_thread_id() && hh_page_flags(page) == 0)) {
     hh_block_t* block = (hh_block_t*)p;
     hh_block_set_next(page, block, page->local_free);
     page->local_free = block;
@@ -153,7 +158,8 @@ hh_page_t* hh_checked_page_of(const void* p, const char* what) {
     return NULL;
   }
   hh_page_t* page = hh_segment_page_of(segment, p);
-  if (HH_CHECK_FREE && !page_check_pointer(segment, page, p, what)) return NULL;
+  bool is_owner = atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hh_thread_id();
+  if (HH_CHECK_FREE && !page_check_pointer(segment, page, p, what, is_owner)) return NULL;
   return page;
 }
 

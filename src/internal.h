@@ -105,8 +105,9 @@ void hh_page_unfull(hh_page_t* page);
 void hh_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool override_never);
 hh_page_queue_t* hh_page_queue_of(hh_heap_t* heap, const hh_page_t* page);
 void hh_heap_collect_retired(hh_heap_t* heap, bool force);
-/* Adopt a page of a reclaimed segment into heap (or free it if empty). */
-void hh_page_reclaim(hh_heap_t* heap, hh_page_t* page);
+/* Adopt a page of a reclaimed segment into heap, or free it if all its
+ * blocks came back (then returns true). */
+bool hh_page_reclaim(hh_heap_t* heap, hh_page_t* page);
 
 /* ---- heap.c ----------------------------------------------------------------*/
 extern const hh_heap_t hh_heap_empty;
@@ -206,6 +207,18 @@ static inline hh_segment_t* hh_page_segment(const hh_page_t* page) {
 static inline hh_block_t* hh_page_block_of(const hh_page_t* page, const void* p) {
   size_t offset = (size_t)((uintptr_t)p - (uintptr_t)page->page_start);
   return (hh_block_t*)(page->page_start + offset - (offset % page->block_size));
+}
+
+/* page->flags: relaxed atomics (plain moves) because remote frees read the
+ * byte while the owner changes IN_FULL; only the owner thread writes it. */
+static inline uint8_t hh_page_flags(const hh_page_t* page) {
+  return atomic_load_explicit(&((hh_page_t*)page)->flags, memory_order_relaxed);
+}
+static inline void hh_page_flags_set(hh_page_t* page, uint8_t bits) {
+  atomic_store_explicit(&page->flags, (uint8_t)(hh_page_flags(page) | bits), memory_order_relaxed);
+}
+static inline void hh_page_flags_clear(hh_page_t* page, uint8_t bits) {
+  atomic_store_explicit(&page->flags, (uint8_t)(hh_page_flags(page) & ~bits), memory_order_relaxed);
 }
 
 static inline bool hh_page_all_free(const hh_page_t* page) {

@@ -24,7 +24,7 @@ size_t hh_bin_size(size_t bin) {
 
 /* ---- queues -----------------------------------------------------------------*/
 hh_page_queue_t* hh_page_queue_of(hh_heap_t* heap, const hh_page_t* page) {
-  return &heap->pages[(page->flags & HH_PAGE_IN_FULL) ? HH_BIN_FULL : page->bin];
+  return &heap->pages[(hh_page_flags(page) & HH_PAGE_IN_FULL) ? HH_BIN_FULL : page->bin];
 }
 
 static void queue_remove(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
@@ -180,7 +180,7 @@ static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_
   page->reserved = (bin == HH_BIN_HUGE) ? 1 : (uint32_t)(area / page->block_size);
   page->capacity = 0;
   page->used = 0;
-  page->flags = 0;
+  atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
   page->free = NULL;
   page->local_free = NULL;
   page->retire_expire = 0;
@@ -212,18 +212,18 @@ static bool page_to_full(hh_heap_t* heap, hh_page_t* page, hh_page_queue_t* pq) 
     return false;
   }
   queue_remove(heap, pq, page);
-  page->flags |= HH_PAGE_IN_FULL;
+  hh_page_flags_set(page, HH_PAGE_IN_FULL);
   queue_push_back(heap, &heap->pages[HH_BIN_FULL], page);
   return true;
 }
 
 /* A page in the full queue got a block back: move it to its size class. */
 void hh_page_unfull(hh_page_t* page) {
-  if (!(page->flags & HH_PAGE_IN_FULL)) return;
+  if (!(hh_page_flags(page) & HH_PAGE_IN_FULL)) return;
   hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, false);
   queue_remove(heap, &heap->pages[HH_BIN_FULL], page);
-  page->flags &= (uint8_t)~HH_PAGE_IN_FULL;
+  hh_page_flags_clear(page, HH_PAGE_IN_FULL);
   queue_push_front(heap, &heap->pages[page->bin], page);
 }
 
@@ -280,16 +280,18 @@ void hh_heap_collect_retired(hh_heap_t* heap, bool force) {
 }
 
 /* ---- adopting pages of reclaimed segments ----------------------------------------*/
-void hh_page_reclaim(hh_heap_t* heap, hh_page_t* page) {
+bool hh_page_reclaim(hh_heap_t* heap, hh_page_t* page) {
   atomic_store_explicit(&page->heap, heap, memory_order_release);
   hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, true);
-  page->flags &= (uint8_t)~HH_PAGE_IN_FULL;
+  hh_page_flags_clear(page, HH_PAGE_IN_FULL);
   page->retire_expire = 0;
   hh_page_collect_free(page, false);
   heap->page_count++;
   hh_page_queue_t* pq = &heap->pages[page->bin];
   queue_push_back(heap, pq, page);
-  if (hh_page_all_free(page)) hh_page_free(page, pq, false);
+  if (!hh_page_all_free(page)) return false;
+  hh_page_free(page, pq, false);
+  return true;
 }
 
 /* ---- finding a page --------------------------------------------------------------*/

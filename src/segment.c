@@ -480,8 +480,9 @@ bool hh_segment_try_reclaim(hh_heap_t* heap) {
   for (uint32_t i = 0; i < segment->page_count; i++) {
     hh_page_t* page = &segment->pages[i];
     if (!page->segment_in_use) continue;
-    hh_page_reclaim(heap, page);  /* may free the page, and with it the segment */
-    if (segment->used == 0) return true;
+    bool last = (segment->used == 1);
+    /* freeing the segment's last page frees the segment: stop touching it */
+    if (hh_page_reclaim(heap, page) && last) return true;
   }
   if (segment->used < segment->page_count && free_queue_of(tld, segment) != NULL && !segment->in_free_queue) {
     segment_queue_push(free_queue_of(tld, segment), segment);

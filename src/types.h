@@ -119,7 +119,8 @@ struct hh_page_s {
   /* hot fields first: alloc.c:hh_page_malloc, free.c:hh_free touch only these */
   hh_block_t* free;                 /* blocks ready to allocate (popped by malloc) */
   uint32_t used;                    /* blocks handed out and not yet freed (incl. thread_free) */
-  uint8_t flags;                    /* HH_PAGE_IN_FULL | HH_PAGE_HAS_ALIGNED: one test in free */
+  _Atomic(uint8_t) flags;           /* HH_PAGE_IN_FULL | HH_PAGE_HAS_ALIGNED: one test in free; written by
+                                       the owner only, read by remote frees (relaxed) */
   uint8_t free_is_zero;             /* every block on `free` is zero except its link word */
   uint8_t segment_in_use;           /* page is handed out to a heap (segment.c) */
   uint8_t is_zero_init;             /* page memory was fresh from the OS or purged (segment.c) */
