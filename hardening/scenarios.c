@@ -76,6 +76,15 @@ static int write_after_free_link(void) {
   return 0;
 }
 
+/* A write just before a block that starts a segment's memory (here a huge
+ * block) must hit the guard page that protects the segment metadata. */
+static int underflow_into_metadata(void) {
+  volatile char* p = malloc(8u << 20);
+  p[-1] = 0x41;
+  free((void*)p);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   static const struct {
     const char* name;
@@ -84,7 +93,7 @@ int main(int argc, char** argv) {
       {"double_free_small", double_free_small}, {"double_free_medium", double_free_medium},
       {"double_free_huge", double_free_huge},   {"free_foreign", free_foreign},
       {"free_interior", free_interior},         {"realloc_foreign", realloc_foreign},
-      {"write_after_free_link", write_after_free_link},
+      {"write_after_free_link", write_after_free_link}, {"underflow_into_metadata", underflow_into_metadata},
   };
   if (argc != 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
-#   1. ASan+UBSan build (clang, -Werror) of the library and the Check tests,
-#   2. release build (gcc, -Werror) of both library variants with every test,
+#   1. ASan+UBSan build (clang, -Werror) of the library, the Check tests and
+#      the libFuzzer harnesses (each fuzzed briefly),
+#   2. ThreadSanitizer build (clang) running the multi-threaded tests,
+#   3. release build (gcc, -Werror) of both library variants with every test,
 #      the hardening scenarios and the drop-in checks; its ctest summary is
 #      printed last.
 set -euo pipefail
@@ -14,6 +16,12 @@ cmake -S . -B build-test/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPIL
 cmake --build build-test/asan -j"$jobs" >/dev/null
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-test/asan --output-on-failure -j"$jobs"
+
+echo "== ThreadSanitizer build (clang)"
+cmake -S . -B build-test/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+  -DHH_TSAN=ON -DHH_WERROR=ON >/dev/null
+cmake --build build-test/tsan -j"$jobs" >/dev/null
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-test/tsan -R threads --output-on-failure -j"$jobs"
 
 echo "== release build (gcc)"
 cmake -S . -B build-test/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DHH_WERROR=ON >/dev/null

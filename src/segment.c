@@ -28,9 +28,22 @@ static void segment_map_unregister(hh_segment_t* segment) {
 }
 
 /* ---- geometry -------------------------------------------------------------*/
-static size_t segment_info_size(size_t page_count) {
-  size_t raw = sizeof(hh_segment_t) + page_count * sizeof(hh_page_t);
-  return hh_align_up(raw, hh_os_page_size());
+/* Bytes before page 0's blocks: the header with room for the most page
+ * descriptors any kind has, so a cached segment can be re-cut for another
+ * kind without moving anything, and in the secure build a PROT_NONE guard
+ * page that stops a backwards overflow from page 0 reaching the metadata. */
+static size_t segment_info_size(void) {
+  size_t raw = sizeof(hh_segment_t) + HH_SMALL_PAGES_PER_SEGMENT * sizeof(hh_page_t);
+  size_t size = hh_align_up(raw, hh_os_page_size());
+  if (HARDHEAP_SECURE) size += hh_os_page_size();
+  return size;
+}
+
+/* The secure build's guard between metadata and blocks (once per mapping). */
+static bool segment_protect_metadata(hh_segment_t* segment) {
+  if (!HARDHEAP_SECURE) return true;
+  size_t ps = hh_os_page_size();
+  return hh_os_protect((uint8_t*)segment + segment->info_size - ps, ps);
 }
 
 static size_t kind_page_count(hh_segment_kind_t kind) {
@@ -178,7 +191,7 @@ static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
     if (page->is_purged) purged_bytes += size; else all_purged = false;
   }
   hh_stat_add(&hh_stats.committed, &hh_stats.committed_peak, purged_bytes);
-  size_t info = segment_info_size(kind_page_count(kind));
+  size_t info = segment_info_size();
   tld->segments.purge_pending -= segment->purge_pending;  /* re-cutting cancels them */
   segment_setup(segment, tld, kind, HH_SEGMENT_SIZE, info, 0);
   segment_init_pages(segment, all_purged);
@@ -193,8 +206,7 @@ static hh_segment_t* segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t
       return cached;
     }
   }
-  size_t page_count = kind_page_count(kind);
-  size_t info = segment_info_size(page_count);
+  size_t info = segment_info_size();
   size_t segment_size = HH_SEGMENT_SIZE;
   size_t block_offset = 0;
   size_t map_alignment = HH_SEGMENT_SIZE;
@@ -225,6 +237,11 @@ static hh_segment_t* segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t
     return NULL;
   }
   segment_setup(segment, tld, kind, segment_size, info, block_offset);
+  if (!segment_protect_metadata(segment)) {  /* out of mappings (vm.max_map_count) */
+    segment_map_unregister(segment);
+    hh_os_free(segment, segment_size);
+    return NULL;
+  }
   segment_init_pages(segment, true);
   tld->segments.count++;
   hh_stat_add(&hh_stats.segments, &hh_stats.segments_peak, 1);
