@@ -1,0 +1,1126 @@
+/* Unit tests for the public hardheap API (include/hardheap.h).
+ *
+ * Every test runs in its own forked child (Check's normal fork mode), so a
+ * crash or abort inside the allocator is reported as a failure of that test
+ * only. Hot loops use REQUIRE (which only talks to Check on failure) instead
+ * of ck_assert, because every passing ck_assert records a mark point.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <check.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hardheap.h"
+
+#define KiB ((size_t)1024)
+#define MiB ((size_t)1024 * 1024)
+
+/* Fail the current test with a formatted message when cond is false.
+ * Cheap when cond holds (no Check call at all). */
+#define REQUIRE(cond, ...)                                                  \
+  do {                                                                      \
+    if (!(cond)) require_failed(__FILE__, __LINE__, #cond, __VA_ARGS__);    \
+  } while (0)
+
+static void require_failed(const char* file, int line, const char* cond, const char* fmt, ...)
+    __attribute__((noreturn, format(printf, 4, 5)));
+
+static void require_failed(const char* file, int line, const char* cond, const char* fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  _ck_assert_failed(file, line, "Failed", "`%s` is false: %s", cond, msg);
+}
+
+#define ERRNO_SENTINEL 4242
+
+/* Hide constant sizes from the compiler so that it neither warns about
+ * obviously impossible requests (-Walloc-size-larger-than) nor folds them. */
+static size_t opaque(size_t x) {
+  volatile size_t v = x;
+  return v;
+}
+
+static bool is_aligned(const void* p, size_t alignment) {
+  return ((uintptr_t)p & (alignment - 1)) == 0;
+}
+
+static size_t page_size(void) {
+  long ps = sysconf(_SC_PAGESIZE);
+  return ps > 0 ? (size_t)ps : 4096;
+}
+
+static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+/* A pattern that is not periodic with a period of 256, so a shifted copy is
+ * detected as well as a corrupted one. */
+static inline uint8_t pat(size_t i, unsigned seed) {
+  return (uint8_t)((i + (i >> 8) * 7 + (i >> 16) * 13) ^ (seed * 29u + 11u));
+}
+
+static void fill(void* p, size_t n, unsigned seed) {
+  uint8_t* b = p;
+  for (size_t i = 0; i < n; i++) b[i] = pat(i, seed);
+}
+
+/* Index of the first byte that does not match the pattern, or SIZE_MAX. */
+static size_t check_fill(const void* p, size_t n, unsigned seed) {
+  const uint8_t* b = p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != pat(i, seed)) return i;
+  return SIZE_MAX;
+}
+
+static const uint8_t zero_page[4096];
+
+/* Index of the first non-zero byte, or SIZE_MAX. */
+static size_t first_nonzero(const void* p, size_t n) {
+  const uint8_t* b = p;
+  size_t off = 0;
+  while (off < n) {
+    size_t chunk = n - off < sizeof zero_page ? n - off : sizeof zero_page;
+    if (memcmp(b + off, zero_page, chunk) != 0) {
+      for (size_t i = 0; i < chunk; i++)
+        if (b[off + i] != 0) return off + i;
+    }
+    off += chunk;
+  }
+  return SIZE_MAX;
+}
+
+static hh_stats_t stats_now(void) {
+  hh_stats_t s;
+  memset(&s, 0xFF, sizeof s);
+  hh_stats_get(&s);
+  return s;
+}
+
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_version) {
+  ck_assert_int_eq(hh_version(), HH_VERSION);
+  ck_assert_int_eq(HH_VERSION, HH_VERSION_MAJOR * 10000 + HH_VERSION_MINOR * 100 + HH_VERSION_PATCH);
+}
+END_TEST
+
+/* ---- size classes ------------------------------------------------------- */
+
+START_TEST(test_good_size_properties) {
+  /* Monotonic, never smaller than the request, and internal fragmentation
+   * of at most 12.5% for 128 <= n <= 2 MiB. Pure computation, no memory. */
+  size_t prev = hh_good_size(0);
+  for (size_t n = 0; n <= 4 * MiB; n++) {
+    size_t g = hh_good_size(n);
+    REQUIRE(g >= n, "good_size(%zu) = %zu", n, g);
+    REQUIRE(g >= prev, "good_size not monotonic: good_size(%zu) = %zu < good_size(%zu) = %zu",
+            n, g, n - 1, prev);
+    if (n >= 128 && n <= 2 * MiB)
+      REQUIRE((g - n) * 8 <= n, "fragmentation of good_size(%zu) = %zu is above 12.5%%", n, g);
+    prev = g;
+  }
+  for (size_t n = 4 * MiB; n <= 80 * MiB; n += 4093) {
+    size_t g = hh_good_size(n);
+    REQUIRE(g >= n, "good_size(%zu) = %zu", n, g);
+    REQUIRE(g >= prev, "good_size not monotonic at %zu: %zu < %zu", n, g, prev);
+    prev = g;
+  }
+  /* Sizes that can never be allocated come back unchanged. */
+  ck_assert_uint_eq(hh_good_size(SIZE_MAX), SIZE_MAX);
+  ck_assert_uint_eq(hh_good_size((size_t)PTRDIFF_MAX + 1), (size_t)PTRDIFF_MAX + 1);
+}
+END_TEST
+
+static void check_class_alloc(size_t n, bool write_all) {
+  uint8_t* p = hh_malloc(n);
+  REQUIRE(p != NULL, "hh_malloc(%zu) failed", n);
+  REQUIRE(is_aligned(p, HH_MIN_ALIGNMENT), "hh_malloc(%zu) = %p", n, (void*)p);
+  size_t u = hh_usable_size(p);
+  size_t g = hh_good_size(n);
+  REQUIRE(u >= n, "usable_size(malloc(%zu)) = %zu", n, u);
+  REQUIRE(u == g, "usable_size(malloc(%zu)) = %zu but good_size(%zu) = %zu", n, u, n, g);
+  if (u > 0) {
+    if (write_all) {
+      memset(p, 0xC3, u);
+    } else {
+      p[0] = 1;
+      p[u / 2] = 2;
+      p[u - 1] = 3;
+    }
+  }
+  hh_free(p);
+}
+
+START_TEST(test_size_classes_small) {
+  for (size_t n = 0; n <= 4096; n++) check_class_alloc(n, true);
+  for (size_t n = 4096; n <= 70000; n += 7) check_class_alloc(n, true);
+}
+END_TEST
+
+START_TEST(test_size_classes_medium) {
+  /* Coarse sweep up to 2 MiB plus every power of two +-1. */
+  for (size_t n = 70000; n <= 2 * MiB; n += 4099) check_class_alloc(n, false);
+  for (size_t k = 4; k <= 21; k++) {
+    size_t b = (size_t)1 << k;
+    check_class_alloc(b - 1, true);
+    check_class_alloc(b, true);
+    if (b + 1 <= 2 * MiB) check_class_alloc(b + 1, true);
+  }
+  check_class_alloc(1 * MiB, true);
+  check_class_alloc(2 * MiB, true);
+}
+END_TEST
+
+START_TEST(test_size_classes_large) {
+  const size_t sizes[] = {2 * MiB + 1, 3 * MiB, 5 * MiB, 5 * MiB + 12345, 64 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i];
+    size_t g = hh_good_size(n);
+    REQUIRE(g >= n, "good_size(%zu) = %zu", n, g);
+    uint8_t* p = hh_malloc(n);
+    REQUIRE(p != NULL, "hh_malloc(%zu) failed", n);
+    REQUIRE(is_aligned(p, HH_MIN_ALIGNMENT), "hh_malloc(%zu) = %p", n, (void*)p);
+    size_t u = hh_usable_size(p);
+    REQUIRE(u >= n, "usable_size(malloc(%zu)) = %zu", n, u);
+    /* Callers may grow a buffer to good_size(n) without reallocating. */
+    REQUIRE(u >= g, "usable_size(malloc(%zu)) = %zu < good_size = %zu", n, u, g);
+    memset(p, 0x77, u);
+    REQUIRE(p[0] == 0x77 && p[u - 1] == 0x77, "large block of %zu bytes not writable", n);
+    hh_free(p);
+  }
+}
+END_TEST
+
+/* ---- minimum alignment, zero-size and NULL ------------------------------ */
+
+START_TEST(test_min_alignment_all_functions) {
+  size_t sizes[200];
+  size_t ns = 0;
+  for (size_t n = 0; n <= 130; n++) sizes[ns++] = n;
+  const size_t more[] = {255, 256, 257, 1000, 1024, 1500, 4095, 4096, 4097, 10000, 65536,
+                         70000, 200000, 1 * MiB, 2 * MiB, 3 * MiB};
+  for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) sizes[ns++] = more[i];
+
+  for (size_t i = 0; i < ns; i++) {
+    size_t n = sizes[i];
+    void* ps[12];
+    const char* names[12];
+    size_t k = 0;
+    names[k] = "hh_malloc"; ps[k++] = hh_malloc(n);
+    names[k] = "hh_zalloc"; ps[k++] = hh_zalloc(n);
+    names[k] = "hh_calloc"; ps[k++] = hh_calloc(n, 1);
+    names[k] = "hh_realloc(NULL)"; ps[k++] = hh_realloc(NULL, n);
+    names[k] = "hh_reallocarray(NULL)"; ps[k++] = hh_reallocarray(NULL, 1, n);
+    names[k] = "hh_malloc_aligned(8)"; ps[k++] = hh_malloc_aligned(n, 8);
+    names[k] = "hh_zalloc_aligned(1)"; ps[k++] = hh_zalloc_aligned(n, 1);
+    names[k] = "hh_aligned_alloc(2)"; ps[k++] = hh_aligned_alloc(2, n);
+    names[k] = "hh_memalign(4)"; ps[k++] = hh_memalign(4, n);
+    if (n > 0) { /* hh_realloc(p, 0) frees and returns NULL by design */
+      void* q = hh_malloc(n / 2);
+      REQUIRE(q != NULL, "hh_malloc(%zu) failed", n / 2);
+      names[k] = "hh_realloc(grow)"; ps[k] = hh_realloc(q, n);
+      REQUIRE(ps[k] != NULL, "hh_realloc(%zu -> %zu) failed", n / 2, n);
+      k++;
+      q = hh_malloc(1);
+      REQUIRE(q != NULL, "hh_malloc(1) failed");
+      names[k] = "hh_reallocf"; ps[k++] = hh_reallocf(q, n);
+    }
+    for (size_t j = 0; j < k; j++) {
+      REQUIRE(ps[j] != NULL, "%s with size %zu returned NULL", names[j], n);
+      REQUIRE(is_aligned(ps[j], HH_MIN_ALIGNMENT), "%s with size %zu returned %p", names[j], n,
+              ps[j]);
+      REQUIRE(hh_usable_size(ps[j]) >= n, "%s with size %zu: usable_size %zu", names[j], n,
+              hh_usable_size(ps[j]));
+    }
+    for (size_t j = 0; j < k; j++) hh_free(ps[j]);
+  }
+
+  /* Strings. */
+  char buf[300];
+  for (size_t len = 0; len < sizeof buf - 1; len += 13) {
+    memset(buf, 'x', len);
+    buf[len] = '\0';
+    char* s = hh_strdup(buf);
+    char* t = hh_strndup(buf, len / 2);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_ptr_nonnull(t);
+    REQUIRE(is_aligned(s, HH_MIN_ALIGNMENT), "hh_strdup(len %zu) = %p", len, (void*)s);
+    REQUIRE(is_aligned(t, HH_MIN_ALIGNMENT), "hh_strndup(len %zu) = %p", len, (void*)t);
+    hh_free(s);
+    hh_free(t);
+  }
+}
+END_TEST
+
+static int cmp_ptr(const void* a, const void* b) {
+  uintptr_t x = (uintptr_t) * (void* const*)a;
+  uintptr_t y = (uintptr_t) * (void* const*)b;
+  return x < y ? -1 : x > y;
+}
+
+START_TEST(test_zero_size_unique) {
+  enum { N = 1000 };
+  void** ps = hh_malloc(sizeof(void*) * 7 * N);
+  ck_assert_ptr_nonnull(ps);
+  size_t k = 0;
+  for (size_t i = 0; i < N; i++) {
+    ps[k++] = hh_malloc(0);
+    ps[k++] = hh_zalloc(0);
+    ps[k++] = hh_calloc(0, 16);
+    ps[k++] = hh_calloc(16, 0);
+    ps[k++] = hh_malloc_aligned(0, 64);
+    ps[k++] = hh_aligned_alloc(256, 0);
+    ps[k++] = hh_realloc(NULL, 0);
+  }
+  for (size_t i = 0; i < k; i++) {
+    REQUIRE(ps[i] != NULL, "zero-size allocation #%zu (kind %zu) returned NULL", i, i % 7);
+    REQUIRE(is_aligned(ps[i], HH_MIN_ALIGNMENT), "zero-size allocation #%zu = %p", i, ps[i]);
+  }
+  REQUIRE(is_aligned(ps[4], 64), "hh_malloc_aligned(0, 64) = %p", ps[4]);
+  REQUIRE(is_aligned(ps[5], 256), "hh_aligned_alloc(256, 0) = %p", ps[5]);
+  qsort(ps, k, sizeof ps[0], cmp_ptr);
+  for (size_t i = 1; i < k; i++)
+    REQUIRE(ps[i] != ps[i - 1], "zero-size allocations returned the same pointer %p twice", ps[i]);
+  for (size_t i = 0; i < k; i++) hh_free(ps[i]);
+  hh_free(ps);
+
+  /* The simple case, spelled out. */
+  void* a = hh_malloc(0);
+  void* b = hh_malloc(0);
+  ck_assert_ptr_nonnull(a);
+  ck_assert_ptr_nonnull(b);
+  ck_assert_ptr_ne(a, b);
+  hh_free(a);
+  hh_free(b);
+}
+END_TEST
+
+START_TEST(test_free_null) {
+  hh_free(NULL);
+  errno = ERRNO_SENTINEL;
+  hh_free(NULL);
+  ck_assert_int_eq(errno, ERRNO_SENTINEL);
+  ck_assert_uint_eq(hh_usable_size(NULL), 0);
+  void* p = hh_malloc(32);
+  ck_assert_ptr_nonnull(p);
+  hh_free(NULL);
+  hh_free(p);
+}
+END_TEST
+
+/* ---- aligned allocation ------------------------------------------------- */
+
+enum {
+  AF_MALLOC_ALIGNED,
+  AF_ZALLOC_ALIGNED,
+  AF_CALLOC_ALIGNED,
+  AF_REALLOC_ALIGNED,
+  AF_ALIGNED_ALLOC,
+  AF_MEMALIGN,
+  AF_POSIX_MEMALIGN,
+  AF_COUNT_
+};
+
+static const char* const af_names[AF_COUNT_] = {
+    "hh_malloc_aligned", "hh_zalloc_aligned", "hh_calloc_aligned", "hh_realloc_aligned",
+    "hh_aligned_alloc",  "hh_memalign",       "hh_posix_memalign"};
+
+static const size_t matrix_sizes[] = {0, 1, 7, 16, 100, 4096, 70000, 3 * 1024 * 1024};
+
+/* Allocate with function f; *err receives posix_memalign's return value. */
+static void* aligned_call(int f, size_t size, size_t align, int* err) {
+  void* p = NULL;
+  *err = 0;
+  switch (f) {
+    case AF_MALLOC_ALIGNED: return hh_malloc_aligned(size, align);
+    case AF_ZALLOC_ALIGNED: return hh_zalloc_aligned(size, align);
+    case AF_CALLOC_ALIGNED: return hh_calloc_aligned(size, 1, align);
+    case AF_REALLOC_ALIGNED: return hh_realloc_aligned(NULL, size, align);
+    case AF_ALIGNED_ALLOC: return hh_aligned_alloc(align, size);
+    case AF_MEMALIGN: return hh_memalign(align, size);
+    case AF_POSIX_MEMALIGN:
+      *err = hh_posix_memalign(&p, align, size);
+      return *err == 0 ? p : NULL;
+    default: return NULL;
+  }
+}
+
+static void check_aligned_block(int f, uint8_t* p, size_t size, size_t align) {
+  const char* name = af_names[f];
+  size_t want = align > HH_MIN_ALIGNMENT ? align : HH_MIN_ALIGNMENT;
+  REQUIRE(p != NULL, "%s(size %zu, alignment %zu) returned NULL", name, size, align);
+  REQUIRE(is_aligned(p, want), "%s(size %zu, alignment %zu) = %p is misaligned", name, size,
+          align, (void*)p);
+  size_t u = hh_usable_size(p);
+  REQUIRE(u >= size, "%s(size %zu, alignment %zu): usable_size %zu", name, size, align, u);
+  if (f == AF_ZALLOC_ALIGNED || f == AF_CALLOC_ALIGNED) {
+    size_t nz = first_nonzero(p, size);
+    REQUIRE(nz == SIZE_MAX, "%s(size %zu, alignment %zu): byte %zu is not zero", name, size,
+            align, nz);
+  }
+  if (size > 0) {
+    memset(p, 0xA5, size);
+    REQUIRE(p[0] == 0xA5 && p[size / 2] == 0xA5 && p[size - 1] == 0xA5,
+            "%s(size %zu, alignment %zu): memory not writable", name, size, align);
+  }
+}
+
+static void run_aligned_case(int f, size_t size, size_t align) {
+  int err;
+  uint8_t* p = aligned_call(f, size, align, &err);
+  if (f == AF_POSIX_MEMALIGN && align < sizeof(void*)) {
+    /* Not a multiple of sizeof(void*): EINVAL, as POSIX requires. */
+    REQUIRE(err == EINVAL, "hh_posix_memalign(alignment %zu, size %zu) returned %d", align,
+            size, err);
+    return;
+  }
+  if (f == AF_POSIX_MEMALIGN) REQUIRE(err == 0, "hh_posix_memalign(alignment %zu, size %zu) returned %d", align, size, err);
+  check_aligned_block(f, p, size, align);
+  if (f == AF_REALLOC_ALIGNED) {
+    /* Grow the block, keeping alignment and content. */
+    size_t n2 = size + size / 2 + 33;
+    fill(p, size, (unsigned)align);
+    uint8_t* q = hh_realloc_aligned(p, n2, align);
+    REQUIRE(q != NULL, "hh_realloc_aligned(%zu -> %zu, alignment %zu) failed", size, n2, align);
+    size_t want = align > HH_MIN_ALIGNMENT ? align : HH_MIN_ALIGNMENT;
+    REQUIRE(is_aligned(q, want), "hh_realloc_aligned(%zu -> %zu, alignment %zu) = %p", size, n2,
+            align, (void*)q);
+    REQUIRE(hh_usable_size(q) >= n2, "hh_realloc_aligned(-> %zu): usable_size %zu", n2,
+            hh_usable_size(q));
+    size_t bad = check_fill(q, size, (unsigned)align);
+    REQUIRE(bad == SIZE_MAX, "hh_realloc_aligned(%zu -> %zu, alignment %zu) lost byte %zu",
+            size, n2, align, bad);
+    memset(q, 0x11, n2);
+    p = q;
+  }
+  hh_free(p);
+}
+
+/* Loop test: _i selects the allocation function. */
+START_TEST(test_aligned_matrix) {
+  const int f = _i;
+  for (size_t a = 1; a <= 8 * MiB; a *= 2)
+    for (size_t s = 0; s < sizeof matrix_sizes / sizeof matrix_sizes[0]; s++)
+      run_aligned_case(f, matrix_sizes[s], a);
+  /* Very large alignments for a couple of small sizes. */
+  const size_t small[] = {1, 100};
+  for (size_t a = 16 * MiB; a <= 32 * MiB; a *= 2)
+    for (size_t s = 0; s < 2; s++) run_aligned_case(f, small[s], a);
+}
+END_TEST
+
+START_TEST(test_valloc_pvalloc) {
+  const size_t ps = page_size();
+  for (size_t s = 0; s < sizeof matrix_sizes / sizeof matrix_sizes[0]; s++) {
+    size_t n = matrix_sizes[s];
+    uint8_t* p = hh_valloc(n);
+    REQUIRE(p != NULL, "hh_valloc(%zu) returned NULL", n);
+    REQUIRE(is_aligned(p, ps), "hh_valloc(%zu) = %p is not page aligned", n, (void*)p);
+    REQUIRE(hh_usable_size(p) >= n, "hh_valloc(%zu): usable_size %zu", n, hh_usable_size(p));
+    if (n) memset(p, 0x3C, n);
+    hh_free(p);
+
+    p = hh_pvalloc(n);
+    REQUIRE(p != NULL, "hh_pvalloc(%zu) returned NULL", n);
+    REQUIRE(is_aligned(p, ps), "hh_pvalloc(%zu) = %p is not page aligned", n, (void*)p);
+    size_t u = hh_usable_size(p);
+    size_t want = n == 0 ? ps : round_up(n, ps);
+    REQUIRE(u >= want, "hh_pvalloc(%zu): usable_size %zu < %zu", n, u, want);
+    REQUIRE(u % ps == 0, "hh_pvalloc(%zu): usable_size %zu is not a multiple of the page size %zu",
+            n, u, ps);
+    memset(p, 0x3D, want);
+    hh_free(p);
+  }
+  const size_t odd[] = {ps - 1, ps + 1, 3 * ps + 5, 17 * ps - 1};
+  for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+    uint8_t* p = hh_pvalloc(odd[i]);
+    REQUIRE(p != NULL, "hh_pvalloc(%zu) returned NULL", odd[i]);
+    size_t u = hh_usable_size(p);
+    REQUIRE(is_aligned(p, ps) && u >= round_up(odd[i], ps) && u % ps == 0,
+            "hh_pvalloc(%zu) = %p, usable_size %zu", odd[i], (void*)p, u);
+    memset(p, 1, round_up(odd[i], ps));
+    hh_free(p);
+  }
+}
+END_TEST
+
+START_TEST(test_pvalloc_zero_is_one_page) {
+  const size_t ps = page_size();
+  uint8_t* p = hh_pvalloc(0);
+  ck_assert_ptr_nonnull(p);
+  ck_assert(is_aligned(p, ps));
+  size_t u = hh_usable_size(p);
+  ck_assert_uint_ge(u, ps);
+  ck_assert_uint_eq(u % ps, 0);
+  memset(p, 0x42, ps);
+  ck_assert_uint_eq(p[ps - 1], 0x42);
+  hh_free(p);
+}
+END_TEST
+
+START_TEST(test_invalid_alignment) {
+  const size_t bad[] = {0, 3, 24, 48, 100, 4095, 4097, (size_t)3 << 20, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    size_t a = opaque(bad[i]);
+    for (int f = 0; f < AF_COUNT_; f++) {
+      if (f == AF_POSIX_MEMALIGN) continue;
+      int err;
+      errno = 0;
+      void* p = aligned_call(f, 64, a, &err);
+      int e = errno;
+      REQUIRE(p == NULL, "%s(size 64, alignment %zu) = %p, expected NULL", af_names[f], a, p);
+      REQUIRE(e == EINVAL, "%s(size 64, alignment %zu): errno %d, expected EINVAL", af_names[f],
+              a, e);
+    }
+    /* A failed hh_realloc_aligned leaves the block untouched. */
+    uint8_t* q = hh_malloc(100);
+    ck_assert_ptr_nonnull(q);
+    fill(q, 100, 5);
+    errno = 0;
+    void* r = hh_realloc_aligned(q, 200, a);
+    int e = errno;
+    REQUIRE(r == NULL && e == EINVAL, "hh_realloc_aligned(p, 200, %zu) = %p, errno %d", a, r, e);
+    REQUIRE(check_fill(q, 100, 5) == SIZE_MAX, "block changed by a failed hh_realloc_aligned");
+    hh_free(q);
+
+    /* posix_memalign: error code returned, errno untouched. */
+    void* out = NULL;
+    errno = ERRNO_SENTINEL;
+    int rc = hh_posix_memalign(&out, a, 64);
+    e = errno;
+    REQUIRE(rc == EINVAL, "hh_posix_memalign(alignment %zu) returned %d", a, rc);
+    REQUIRE(e == ERRNO_SENTINEL, "hh_posix_memalign(alignment %zu) changed errno to %d", a, e);
+  }
+  /* Powers of two below sizeof(void*) are invalid for posix_memalign only. */
+  for (size_t a = 1; a < sizeof(void*); a *= 2) {
+    void* out = NULL;
+    errno = ERRNO_SENTINEL;
+    int rc = hh_posix_memalign(&out, opaque(a), 64);
+    REQUIRE(rc == EINVAL, "hh_posix_memalign(alignment %zu) returned %d", a, rc);
+    REQUIRE(errno == ERRNO_SENTINEL, "hh_posix_memalign(alignment %zu) changed errno", a);
+  }
+  /* A successful posix_memalign leaves errno alone as well. */
+  void* out = NULL;
+  errno = ERRNO_SENTINEL;
+  ck_assert_int_eq(hh_posix_memalign(&out, 64, 100), 0);
+  ck_assert_int_eq(errno, ERRNO_SENTINEL);
+  ck_assert_ptr_nonnull(out);
+  ck_assert(is_aligned(out, 64));
+  hh_free(out);
+}
+END_TEST
+
+/* ---- realloc ------------------------------------------------------------ */
+
+START_TEST(test_realloc_chain) {
+  /* Grow from 16 bytes to 8 MiB through every class region (small, medium,
+   * large, huge) and back down to 1, checking content at each step. */
+  size_t sizes[256];
+  size_t n = 0;
+  const size_t up[] = {16,          17,          32,          48,          100,
+                       128,         129,         512,         1000,        1024,
+                       1025,        4095,        4096,        4097,        8 * KiB,
+                       8 * KiB + 1, 16 * KiB,    32 * KiB,    64 * KiB,    64 * KiB + 1,
+                       128 * KiB,   128 * KiB + 1, 256 * KiB, 512 * KiB,   1 * MiB,
+                       1 * MiB + 1, 2 * MiB - 1, 2 * MiB,     2 * MiB + 1, 3 * MiB,
+                       4 * MiB,     5 * MiB,     8 * MiB};
+  const size_t nup = sizeof up / sizeof up[0];
+  for (size_t i = 0; i < nup; i++) sizes[n++] = up[i];
+  for (size_t i = nup - 1; i-- > 0;) sizes[n++] = up[i] - (up[i] > 1 ? 1 : 0);
+  const size_t down[] = {15, 8, 1};
+  for (size_t i = 0; i < 3; i++) sizes[n++] = down[i];
+  /* A second, geometric pass: +25% per step up, -20% down. */
+  for (size_t s = 1; s <= 8 * MiB && n < 200; s += s / 4 + 1) sizes[n++] = s;
+  for (size_t s = 8 * MiB; s > 1 && n < 255; s -= s / 5 + 1) sizes[n++] = s;
+  sizes[n++] = 1;
+
+  uint8_t* p = hh_malloc(sizes[0]);
+  ck_assert_ptr_nonnull(p);
+  fill(p, sizes[0], 0);
+  for (size_t i = 1; i < n; i++) {
+    size_t old = sizes[i - 1], nw = sizes[i];
+    uint8_t* q = hh_realloc(p, nw);
+    REQUIRE(q != NULL, "step %zu: hh_realloc(%zu -> %zu) failed", i, old, nw);
+    REQUIRE(is_aligned(q, HH_MIN_ALIGNMENT), "step %zu: hh_realloc -> %p", i, (void*)q);
+    REQUIRE(hh_usable_size(q) >= nw, "step %zu: usable_size %zu < %zu", i, hh_usable_size(q), nw);
+    size_t keep = old < nw ? old : nw;
+    size_t bad = check_fill(q, keep, (unsigned)(i - 1));
+    REQUIRE(bad == SIZE_MAX, "step %zu: hh_realloc(%zu -> %zu) %s lost byte %zu", i, old, nw,
+            q == p ? "in place" : "moving", bad);
+    fill(q, nw, (unsigned)i);
+    p = q;
+  }
+  hh_free(p);
+}
+END_TEST
+
+START_TEST(test_realloc_null_and_zero) {
+  /* hh_realloc(NULL, n) acts as hh_malloc(n). */
+  uint8_t* p = hh_realloc(NULL, 100);
+  ck_assert_ptr_nonnull(p);
+  ck_assert(is_aligned(p, HH_MIN_ALIGNMENT));
+  ck_assert_uint_eq(hh_usable_size(p), hh_good_size(100));
+  memset(p, 1, 100);
+  hh_free(p);
+
+  /* hh_realloc(p, 0) frees p and returns NULL. */
+  p = hh_malloc(100);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_ptr_null(hh_realloc(p, 0));
+
+  /* Observe the free with a huge block: huge_count is exact when quiescent. */
+  size_t before = stats_now().huge_count;
+  p = hh_malloc(6 * MiB);
+  ck_assert_ptr_nonnull(p);
+  memset(p, 1, 6 * MiB);
+  ck_assert_uint_eq(stats_now().huge_count, before + 1);
+  ck_assert_ptr_null(hh_realloc(p, 0));
+  ck_assert_uint_eq(stats_now().huge_count, before);
+
+  /* The allocator is still healthy afterwards. */
+  p = hh_malloc(100);
+  ck_assert_ptr_nonnull(p);
+  hh_free(p);
+}
+END_TEST
+
+START_TEST(test_realloc_aligned_keeps_alignment) {
+  const size_t chain[] = {1,       64,      100,     4096,    5000,    70000,   200000,
+                          1 * MiB, 3 * MiB, 6 * MiB, 2 * MiB, 100000,  3000,    17};
+  const size_t nc = sizeof chain / sizeof chain[0];
+  for (size_t a = 32; a <= 2 * MiB; a *= 4) {
+    uint8_t* p = hh_malloc_aligned(chain[0], a);
+    REQUIRE(p != NULL && is_aligned(p, a), "hh_malloc_aligned(1, %zu) = %p", a, (void*)p);
+    fill(p, chain[0], 0);
+    for (size_t i = 1; i < nc; i++) {
+      uint8_t* q = hh_realloc_aligned(p, chain[i], a);
+      REQUIRE(q != NULL, "hh_realloc_aligned(%zu -> %zu, %zu) failed", chain[i - 1], chain[i], a);
+      REQUIRE(is_aligned(q, a), "hh_realloc_aligned(%zu -> %zu, %zu) = %p is misaligned",
+              chain[i - 1], chain[i], a, (void*)q);
+      REQUIRE(hh_usable_size(q) >= chain[i], "hh_realloc_aligned(-> %zu): usable_size %zu",
+              chain[i], hh_usable_size(q));
+      size_t keep = chain[i - 1] < chain[i] ? chain[i - 1] : chain[i];
+      size_t bad = check_fill(q, keep, (unsigned)(i - 1));
+      REQUIRE(bad == SIZE_MAX, "hh_realloc_aligned(%zu -> %zu, %zu) lost byte %zu",
+              chain[i - 1], chain[i], a, bad);
+      fill(q, chain[i], (unsigned)i);
+      p = q;
+    }
+    hh_free(p);
+  }
+  /* hh_realloc_aligned(p, 0, a) frees and returns NULL like hh_realloc. */
+  void* p = hh_malloc_aligned(100, 256);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_ptr_null(hh_realloc_aligned(p, 0, 256));
+}
+END_TEST
+
+START_TEST(test_reallocf) {
+  /* Success: behaves like realloc. */
+  uint8_t* p = hh_malloc(100);
+  ck_assert_ptr_nonnull(p);
+  fill(p, 100, 9);
+  p = hh_reallocf(p, 5000);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_uint_eq(check_fill(p, 100, 9), SIZE_MAX);
+
+  /* Failure: NULL + ENOMEM, and the block is freed. */
+  errno = 0;
+  void* r = hh_reallocf(p, opaque(SIZE_MAX / 2));
+  int e = errno;
+  ck_assert_ptr_null(r);
+  ck_assert_int_eq(e, ENOMEM);
+
+  /* Observe the free through the huge block counter. */
+  size_t before = stats_now().huge_count;
+  p = hh_malloc(6 * MiB);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_uint_eq(stats_now().huge_count, before + 1);
+  errno = 0;
+  r = hh_reallocf(p, opaque(SIZE_MAX / 2));
+  e = errno;
+  ck_assert_ptr_null(r);
+  ck_assert_int_eq(e, ENOMEM);
+  ck_assert_uint_eq(stats_now().huge_count, before);
+
+  p = hh_malloc(64);
+  ck_assert_ptr_nonnull(p);
+  errno = 0;
+  r = hh_reallocf(p, opaque(SIZE_MAX));
+  e = errno;
+  ck_assert_ptr_null(r);
+  ck_assert_int_eq(e, ENOMEM);
+}
+END_TEST
+
+/* ---- zeroing on reused memory ------------------------------------------- */
+
+enum { Z_CALLOC, Z_ZALLOC, Z_ZALLOC_ALIGNED, Z_CALLOC_ALIGNED, Z_COUNT_ };
+
+static const char* const z_names[Z_COUNT_] = {"hh_calloc", "hh_zalloc", "hh_zalloc_aligned",
+                                              "hh_calloc_aligned"};
+
+static void* zero_call(int f, size_t n, size_t i) {
+  size_t align = (size_t)16 << (i % 6); /* 16 .. 512 */
+  switch (f) {
+    case Z_CALLOC: return (i & 1) ? hh_calloc(n, 1) : hh_calloc(1, n);
+    case Z_ZALLOC: return hh_zalloc(n);
+    case Z_ZALLOC_ALIGNED: return hh_zalloc_aligned(n, align);
+    case Z_CALLOC_ALIGNED: return (i & 1) ? hh_calloc_aligned(n, 1, align)
+                                          : hh_calloc_aligned(1, n, align);
+    default: return NULL;
+  }
+}
+
+/* Loop test: _i selects the zeroing function. */
+START_TEST(test_zeroing_on_reuse) {
+  const int f = _i;
+  const size_t sizes[] = {16,       24,     48,      64,      100,      256,     1000,
+                          1024,     4000,   4096,    10000,   32 * KiB, 64 * KiB, 1 * MiB,
+                          5 * MiB};
+  enum { NS = sizeof sizes / sizeof sizes[0], PER = 64 };
+  static uint8_t* blocks[NS][PER];
+  for (int round = 0; round < 3; round++) {
+    for (size_t s = 0; s < NS; s++) {
+      size_t cnt = sizes[s] >= 1 * MiB ? 3 : PER;
+      for (size_t i = 0; i < cnt; i++) {
+        blocks[s][i] = hh_malloc(sizes[s]);
+        REQUIRE(blocks[s][i] != NULL, "hh_malloc(%zu) failed", sizes[s]);
+        memset(blocks[s][i], 0xAB, hh_usable_size(blocks[s][i]));
+      }
+    }
+    for (size_t s = NS; s-- > 0;) {
+      size_t cnt = sizes[s] >= 1 * MiB ? 3 : PER;
+      for (size_t i = cnt; i-- > 0;) hh_free(blocks[s][i]);
+    }
+    for (size_t s = 0; s < NS; s++) {
+      size_t cnt = sizes[s] >= 1 * MiB ? 3 : PER;
+      for (size_t i = 0; i < cnt; i++) {
+        uint8_t* p = zero_call(f, sizes[s], i);
+        REQUIRE(p != NULL, "%s(%zu) failed", z_names[f], sizes[s]);
+        size_t nz = first_nonzero(p, sizes[s]);
+        REQUIRE(nz == SIZE_MAX, "round %d: %s(%zu) #%zu = %p: byte %zu is 0x%02x, not zero",
+                round, z_names[f], sizes[s], i, (void*)p, nz, nz == SIZE_MAX ? 0u : p[nz]);
+        memset(p, 0xAB, hh_usable_size(p)); /* dirty it again for the next round */
+        blocks[s][i] = p;
+      }
+    }
+    for (size_t s = 0; s < NS; s++) {
+      size_t cnt = sizes[s] >= 1 * MiB ? 3 : PER;
+      for (size_t i = 0; i < cnt; i++) hh_free(blocks[s][i]);
+    }
+  }
+}
+END_TEST
+
+/* ---- errno on failure --------------------------------------------------- */
+
+#define EXPECT_ENOMEM(call)                                                  \
+  do {                                                                       \
+    errno = 0;                                                               \
+    void* r_ = (call);                                                       \
+    int e_ = errno;                                                          \
+    REQUIRE(r_ == NULL, "%s returned %p instead of NULL", #call, r_);        \
+    REQUIRE(e_ == ENOMEM, "%s set errno to %d, expected ENOMEM (%d)", #call, e_, ENOMEM); \
+  } while (0)
+
+START_TEST(test_enomem) {
+  const size_t smax = opaque(SIZE_MAX);
+  const size_t pmax = opaque((size_t)PTRDIFF_MAX);
+  const size_t half = opaque(SIZE_MAX / 2);
+  const size_t two32 = opaque((size_t)1 << 32); /* 2^32 * 2^32 wraps to 0 */
+
+  EXPECT_ENOMEM(hh_malloc(smax));
+  EXPECT_ENOMEM(hh_malloc(pmax + 1));
+  EXPECT_ENOMEM(hh_malloc(pmax));
+  EXPECT_ENOMEM(hh_malloc(smax - 4095));
+  EXPECT_ENOMEM(hh_zalloc(smax));
+  EXPECT_ENOMEM(hh_zalloc(pmax + 1));
+  EXPECT_ENOMEM(hh_calloc(half, 3));
+  EXPECT_ENOMEM(hh_calloc(smax, smax));
+  EXPECT_ENOMEM(hh_calloc(two32, two32));
+  EXPECT_ENOMEM(hh_calloc(1, pmax + 1));
+  EXPECT_ENOMEM(hh_reallocarray(NULL, half, 3));
+  EXPECT_ENOMEM(hh_reallocarray(NULL, two32, two32));
+  EXPECT_ENOMEM(hh_realloc(NULL, smax));
+  EXPECT_ENOMEM(hh_malloc_aligned(smax - 10, 64));
+  EXPECT_ENOMEM(hh_malloc_aligned(pmax - 100, 1 << 20));
+  EXPECT_ENOMEM(hh_malloc_aligned(16, opaque((size_t)1 << 62)));
+  EXPECT_ENOMEM(hh_malloc_aligned(16, opaque((size_t)1 << 63)));
+  EXPECT_ENOMEM(hh_zalloc_aligned(smax, 4096));
+  EXPECT_ENOMEM(hh_calloc_aligned(half, 3, 64));
+  EXPECT_ENOMEM(hh_calloc_aligned(two32, two32, 64));
+  EXPECT_ENOMEM(hh_realloc_aligned(NULL, smax, 64));
+  EXPECT_ENOMEM(hh_aligned_alloc(64, smax));
+  EXPECT_ENOMEM(hh_aligned_alloc(4096, smax - 100));
+  EXPECT_ENOMEM(hh_memalign(64, smax));
+  EXPECT_ENOMEM(hh_valloc(smax));
+  EXPECT_ENOMEM(hh_pvalloc(smax));
+  EXPECT_ENOMEM(hh_pvalloc(smax - 100)); /* rounding up to pages overflows */
+
+  /* posix_memalign reports ENOMEM through its result, not errno. */
+  void* out = NULL;
+  errno = ERRNO_SENTINEL;
+  int rc = hh_posix_memalign(&out, 64, smax);
+  ck_assert_int_eq(rc, ENOMEM);
+  ck_assert_int_eq(errno, ERRNO_SENTINEL);
+
+  /* A failed realloc leaves the block valid and unchanged. */
+  const size_t bad_sizes[] = {SIZE_MAX, (size_t)PTRDIFF_MAX + 1, SIZE_MAX / 2};
+  for (size_t k = 0; k < 3; k++) {
+    uint8_t* p = hh_malloc(1000);
+    ck_assert_ptr_nonnull(p);
+    fill(p, 1000, 77);
+    size_t u = hh_usable_size(p);
+    EXPECT_ENOMEM(hh_realloc(p, opaque(bad_sizes[k])));
+    EXPECT_ENOMEM(hh_realloc_aligned(p, opaque(bad_sizes[k]), 64));
+    EXPECT_ENOMEM(hh_reallocarray(p, half, 3));
+    EXPECT_ENOMEM(hh_reallocarray(p, two32, two32));
+    ck_assert_uint_eq(hh_usable_size(p), u);
+    ck_assert_uint_eq(check_fill(p, 1000, 77), SIZE_MAX);
+    /* still a healthy block */
+    p = hh_realloc(p, 2000);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(check_fill(p, 1000, 77), SIZE_MAX);
+    hh_free(p);
+  }
+  /* Same for a huge block. */
+  uint8_t* p = hh_malloc(5 * MiB);
+  ck_assert_ptr_nonnull(p);
+  fill(p, 5 * MiB, 78);
+  EXPECT_ENOMEM(hh_realloc(p, smax));
+  EXPECT_ENOMEM(hh_realloc(p, pmax));
+  ck_assert_uint_eq(check_fill(p, 5 * MiB, 78), SIZE_MAX);
+  hh_free(p);
+
+  /* Zero-size products are not overflows. */
+  p = hh_calloc(0, smax);
+  ck_assert_ptr_nonnull(p);
+  hh_free(p);
+  p = hh_reallocarray(NULL, smax, 0);
+  ck_assert_ptr_nonnull(p);
+  hh_free(p);
+
+  /* Allocation still works after all those failures. */
+  p = hh_malloc(123);
+  ck_assert_ptr_nonnull(p);
+  hh_free(p);
+}
+END_TEST
+
+/* ---- strings ------------------------------------------------------------ */
+
+START_TEST(test_strdup_strndup) {
+  char* s = hh_strdup("");
+  ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(s, "");
+  hh_free(s);
+
+  s = hh_strdup("hello, world");
+  ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(s, "hello, world");
+  ck_assert_uint_ge(hh_usable_size(s), 13);
+  hh_free(s);
+
+  enum { LONG = 100000 };
+  char* big = hh_malloc(LONG + 1);
+  ck_assert_ptr_nonnull(big);
+  for (size_t i = 0; i < LONG; i++) big[i] = (char)('a' + i % 26);
+  big[LONG] = '\0';
+  s = hh_strdup(big);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_ptr_ne(s, big);
+  ck_assert_int_eq(memcmp(s, big, LONG + 1), 0);
+  hh_free(s);
+  /* strndup truncating a long string. */
+  s = hh_strndup(big, 70000);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_uint_eq(strlen(s), 70000);
+  ck_assert_int_eq(memcmp(s, big, 70000), 0);
+  hh_free(s);
+  hh_free(big);
+
+  s = hh_strndup("hello", 3);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(s, "hel");
+  hh_free(s);
+
+  s = hh_strndup("hello", 5);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(s, "hello");
+  hh_free(s);
+
+  s = hh_strndup("hello", 100);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(s, "hello");
+  hh_free(s);
+
+  s = hh_strndup("hello", opaque(SIZE_MAX)); /* n + 1 must not overflow */
+  ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(s, "hello");
+  hh_free(s);
+
+  s = hh_strndup("hello", 0);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(s, "");
+  hh_free(s);
+
+  /* The source need not be NUL-terminated within n bytes. */
+  char* raw = hh_malloc(4);
+  ck_assert_ptr_nonnull(raw);
+  memcpy(raw, "abcd", 4);
+  s = hh_strndup(raw, 4);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_str_eq(s, "abcd");
+  hh_free(s);
+  hh_free(raw);
+}
+END_TEST
+
+/* ---- usable size -------------------------------------------------------- */
+
+START_TEST(test_usable_size_writable) {
+  ck_assert_uint_eq(hh_usable_size(NULL), 0);
+  /* Fill whole usable areas of neighbouring blocks with distinct bytes; any
+   * overstated usable size corrupts a neighbour. */
+  const size_t sizes[] = {0,    1,     8,     15,    16,     17,      24,      33,
+                          48,   63,    100,   127,   200,    500,     1000,    1023,
+                          2000, 4095,  5000,  9000,  20000,  40000,   65535,   100000,
+                          300000, 1 * MiB + 3, 2 * MiB - 5, 3 * MiB + 7};
+  enum { PER = 24 };
+  uint8_t* ps[PER];
+  size_t us[PER];
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+    size_t cnt = sizes[s] >= 1 * MiB ? 4 : PER;
+    for (size_t i = 0; i < cnt; i++) {
+      ps[i] = hh_malloc(sizes[s]);
+      REQUIRE(ps[i] != NULL, "hh_malloc(%zu) failed", sizes[s]);
+      us[i] = hh_usable_size(ps[i]);
+      REQUIRE(us[i] >= sizes[s], "usable_size(malloc(%zu)) = %zu", sizes[s], us[i]);
+      memset(ps[i], (int)(i + 1), us[i]);
+    }
+    for (size_t i = 0; i < cnt; i++) {
+      for (size_t j = 0; j < us[i]; j++)
+        REQUIRE(ps[i][j] == (uint8_t)(i + 1),
+                "size %zu: block %zu byte %zu of %zu overwritten (0x%02x)", sizes[s], i, j,
+                us[i], ps[i][j]);
+      REQUIRE(hh_usable_size(ps[i]) == us[i], "usable_size changed after writing");
+    }
+    for (size_t i = 0; i < cnt; i++) hh_free(ps[i]);
+  }
+}
+END_TEST
+
+/* ---- statistics --------------------------------------------------------- */
+
+static void check_stats_invariants(const hh_stats_t* s) {
+  REQUIRE(s->segments_peak >= s->segments, "segments_peak %zu < segments %zu", s->segments_peak,
+          s->segments);
+  REQUIRE(s->pages_peak >= s->pages, "pages_peak %zu < pages %zu", s->pages_peak, s->pages);
+  REQUIRE(s->reserved_peak >= s->reserved, "reserved_peak %zu < reserved %zu", s->reserved_peak,
+          s->reserved);
+  REQUIRE(s->committed_peak >= s->committed, "committed_peak %zu < committed %zu",
+          s->committed_peak, s->committed);
+  REQUIRE(s->committed <= s->reserved, "committed %zu > reserved %zu", s->committed,
+          s->reserved);
+  REQUIRE(s->segments_cached <= s->segments, "segments_cached %zu > segments %zu",
+          s->segments_cached, s->segments);
+  REQUIRE(s->huge_count <= s->segments, "huge_count %zu > segments %zu", s->huge_count,
+          s->segments);
+}
+
+START_TEST(test_stats_huge_and_collect) {
+  hh_stats_t s0 = stats_now();
+  check_stats_invariants(&s0);
+
+  uint8_t* small[64];
+  for (int i = 0; i < 64; i++) {
+    small[i] = hh_malloc((size_t)(i + 1) * 100);
+    ck_assert_ptr_nonnull(small[i]);
+  }
+  uint8_t* p = hh_malloc(5 * MiB);
+  ck_assert_ptr_nonnull(p);
+  memset(p, 0x5A, 5 * MiB);
+
+  hh_stats_t s1 = stats_now();
+  check_stats_invariants(&s1);
+  ck_assert_uint_ge(s1.huge_count, 1);
+  ck_assert_uint_eq(s1.huge_count, s0.huge_count + 1);
+  ck_assert_uint_ge(s1.reserved, 5 * MiB);
+  ck_assert_uint_ge(s1.committed, 5 * MiB);
+  ck_assert_uint_ge(s1.reserved_peak, 5 * MiB);
+  ck_assert_uint_ge(s1.segments, 1);
+  ck_assert_uint_ge(s1.pages, 1);
+  ck_assert_uint_ge(s1.mmap_calls, 1);
+
+  hh_free(p);
+  for (int i = 0; i < 64; i++) hh_free(small[i]);
+  hh_collect(true);
+
+  hh_stats_t s2 = stats_now();
+  check_stats_invariants(&s2);
+  ck_assert_uint_eq(s2.huge_count, 0);
+  ck_assert_uint_eq(s2.segments_cached, 0);
+  /* The huge block's address space went back to the OS. */
+  ck_assert_uint_le(s2.reserved + 5 * MiB, s1.reserved);
+  ck_assert_uint_ge(s2.munmap_calls, s1.munmap_calls + 1);
+  ck_assert_uint_ge(s2.reserved_peak, s1.reserved);
+}
+END_TEST
+
+START_TEST(test_stats_print) {
+  void* p = hh_malloc(100);
+  ck_assert_ptr_nonnull(p);
+  hh_stats_print();
+  hh_free(p);
+  hh_stats_print();
+}
+END_TEST
+
+START_TEST(test_bin_stats) {
+  const size_t nb = hh_bin_count();
+  ck_assert_uint_gt(nb, 0);
+  hh_bin_stats_t bs;
+  ck_assert(!hh_bin_stats_get(nb, &bs));
+  ck_assert(!hh_bin_stats_get(nb + 1, &bs));
+  ck_assert(!hh_bin_stats_get(SIZE_MAX, &bs));
+
+  enum { N = 100 };
+  void* ps[N];
+  for (int i = 0; i < N; i++) {
+    ps[i] = hh_malloc(48);
+    ck_assert_ptr_nonnull(ps[i]);
+  }
+  bool found = false;
+  for (size_t b = 0; b < nb; b++) {
+    memset(&bs, 0xFF, sizeof bs);
+    REQUIRE(hh_bin_stats_get(b, &bs), "hh_bin_stats_get(%zu) failed (bin_count %zu)", b, nb);
+    REQUIRE(bs.blocks_used <= bs.blocks_capacity, "bin %zu: blocks_used %zu > capacity %zu", b,
+            bs.blocks_used, bs.blocks_capacity);
+    if (bs.block_size == 0)
+      REQUIRE(bs.pages == 0 && bs.blocks_used == 0,
+              "unused bin %zu has %zu pages, %zu blocks", b, bs.pages, bs.blocks_used);
+    if (bs.block_size == 48 && bs.blocks_used >= N) {
+      REQUIRE(bs.pages >= 1, "bin %zu holds %zu blocks in 0 pages", b, bs.blocks_used);
+      found = true;
+    }
+  }
+  ck_assert_msg(found, "no bin with block_size 48 reports >= %d used blocks", N);
+  for (int i = 0; i < N; i++) hh_free(ps[i]);
+}
+END_TEST
+
+/* ---- options ------------------------------------------------------------ */
+
+START_TEST(test_options) {
+  long orig = hh_option_get(hh_option_purge_delay);
+  ck_assert(hh_option_set(hh_option_purge_delay, 1234));
+  ck_assert_int_eq(hh_option_get(hh_option_purge_delay), 1234);
+  ck_assert(hh_option_set(hh_option_purge_delay, 0));
+  ck_assert_int_eq(hh_option_get(hh_option_purge_delay), 0);
+  ck_assert(hh_option_set(hh_option_purge_delay, -1));
+  ck_assert_int_eq(hh_option_get(hh_option_purge_delay), -1);
+  ck_assert(hh_option_set(hh_option_purge_delay, orig));
+  ck_assert_int_eq(hh_option_get(hh_option_purge_delay), orig);
+
+  long v = hh_option_get(hh_option_verbose);
+  ck_assert(hh_option_set(hh_option_verbose, 1));
+  ck_assert_int_eq(hh_option_get(hh_option_verbose), 1);
+  ck_assert(hh_option_set(hh_option_verbose, v));
+  ck_assert_int_eq(hh_option_get(hh_option_verbose), v);
+
+  ck_assert(!hh_option_set(hh_option_count_, 0));
+  ck_assert(!hh_option_set(hh_option_count_, 1));
+  ck_assert_int_eq(hh_option_get(hh_option_count_), 0);
+
+  /* The allocator keeps working with purging at once and never. */
+  ck_assert(hh_option_set(hh_option_purge_delay, 0));
+  void* p = hh_malloc(100000);
+  ck_assert_ptr_nonnull(p);
+  hh_free(p);
+  ck_assert(hh_option_set(hh_option_purge_delay, -1));
+  p = hh_malloc(100000);
+  ck_assert_ptr_nonnull(p);
+  hh_free(p);
+  ck_assert(hh_option_set(hh_option_purge_delay, orig));
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+
+static Suite* api_suite(void) {
+  Suite* s = suite_create("hardheap_api");
+
+  TCase* tc = tcase_create("basics");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_version);
+  tcase_add_test(tc, test_free_null);
+  tcase_add_test(tc, test_zero_size_unique);
+  tcase_add_test(tc, test_min_alignment_all_functions);
+  tcase_add_test(tc, test_usable_size_writable);
+  tcase_add_test(tc, test_strdup_strndup);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("size_classes");
+  tcase_set_timeout(tc, 180);
+  tcase_add_test(tc, test_good_size_properties);
+  tcase_add_test(tc, test_size_classes_small);
+  tcase_add_test(tc, test_size_classes_medium);
+  tcase_add_test(tc, test_size_classes_large);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("aligned");
+  tcase_set_timeout(tc, 180);
+  tcase_add_loop_test(tc, test_aligned_matrix, 0, AF_COUNT_);
+  tcase_add_test(tc, test_valloc_pvalloc);
+  tcase_add_test(tc, test_pvalloc_zero_is_one_page);
+  tcase_add_test(tc, test_invalid_alignment);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("realloc");
+  tcase_set_timeout(tc, 180);
+  tcase_add_test(tc, test_realloc_chain);
+  tcase_add_test(tc, test_realloc_null_and_zero);
+  tcase_add_test(tc, test_realloc_aligned_keeps_alignment);
+  tcase_add_test(tc, test_reallocf);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("zeroing");
+  tcase_set_timeout(tc, 180);
+  tcase_add_loop_test(tc, test_zeroing_on_reuse, 0, Z_COUNT_);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("errors");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_enomem);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("stats_options");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_stats_huge_and_collect);
+  tcase_add_test(tc, test_stats_print);
+  tcase_add_test(tc, test_bin_stats);
+  tcase_add_test(tc, test_options);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  printf("hardheap %d (%s build)\n", hh_version(), hh_is_secure() ? "secure" : "default");
+  SRunner* sr = srunner_create(api_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
