@@ -5,7 +5,7 @@
 #
 # Environment (all optional):
 #   HH_BUILD       hardheap build dir holding libhardheap.so and
-#                  libhardheap-secure.so            (default /work/main/build)
+#                  libhardheap-secure.so            (default: build/ at the repository root)
 #   ROUNDS         rounds per benchmark x allocator  (default 5)
 #   BENCHES        benchmarks to run       (default "alloc_mixed realloc_heavy")
 #   ALLOCATORS     allocators to try, in table order (default "hardheap
@@ -39,7 +39,7 @@ case "${1:-}" in
 esac
 
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-HH_BUILD=${HH_BUILD:-/work/main/build}
+HH_BUILD=${HH_BUILD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build}
 ROUNDS=${ROUNDS:-5}
 BENCHES=${BENCHES:-"alloc_mixed realloc_heavy"}
 ALLOCATORS=${ALLOCATORS:-"hardheap hardheap-secure glibc mimalloc jemalloc tcmalloc scudo"}
