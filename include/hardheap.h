@@ -109,6 +109,76 @@ HH_API size_t hh_usable_size(const void* p);
  * large to be allocated. */
 HH_API size_t hh_good_size(size_t size);
 
+/* ---- first-class heaps ------------------------------------------------------
+ * Every thread has a default heap that hh_malloc uses. More heaps can be
+ * created to group allocations: freed all at once (hh_heap_destroy) or handed
+ * back to the thread's backing heap (hh_heap_delete). A heap belongs to the
+ * thread that created it: only that thread may allocate from it (others get
+ * NULL + EINVAL, reported), but its blocks can be freed with hh_free from any
+ * thread. When a thread exits, its heaps are deleted. */
+typedef struct hh_heap_s hh_heap_t;
+
+/* A new empty heap owned by the calling thread (NULL + ENOMEM on failure). */
+HH_API hh_heap_t* hh_heap_new(void);
+/* Delete heap; its live blocks stay valid and now belong to the thread's
+ * backing heap. NULL and the backing heap itself are ignored. */
+HH_API void hh_heap_delete(hh_heap_t* heap);
+/* Free every block of heap at once and delete it. Blocks of heap must not be
+ * used, or freed by other threads, afterwards (undefined). */
+HH_API void hh_heap_destroy(hh_heap_t* heap);
+/* Make heap the calling thread's default (what hh_malloc and malloc use);
+ * returns the previous default. NULL or another thread's heap: returns NULL
+ * and changes nothing. */
+HH_API hh_heap_t* hh_heap_set_default(hh_heap_t* heap);
+/* The calling thread's default heap. */
+HH_API hh_heap_t* hh_heap_get_default(void);
+/* The calling thread's backing heap (its initial default). */
+HH_API hh_heap_t* hh_heap_get_backing(void);
+
+HH_API void* hh_heap_malloc(hh_heap_t* heap, size_t size) HH_MALLOC_ATTR HH_ALLOC_SIZE(2);
+HH_API void* hh_heap_zalloc(hh_heap_t* heap, size_t size) HH_MALLOC_ATTR HH_ALLOC_SIZE(2);
+HH_API void* hh_heap_calloc(hh_heap_t* heap, size_t count, size_t size) HH_MALLOC_ATTR HH_ALLOC_SIZE2(2, 3);
+/* Resize p; a moved block is allocated from heap. */
+HH_API void* hh_heap_realloc(hh_heap_t* heap, void* p, size_t newsize) HH_ALLOC_SIZE(3);
+HH_API void* hh_heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment) HH_MALLOC_ATTR HH_ALLOC_SIZE(2)
+    HH_ALLOC_ALIGN(3);
+HH_API char* hh_heap_strdup(hh_heap_t* heap, const char* s) HH_MALLOC_ATTR;
+
+/* Does p point into memory that heap manages (O(1), any thread)? */
+HH_API bool hh_heap_contains(const hh_heap_t* heap, const void* p);
+/* Does p point into a block of heap that is currently allocated? Walks the
+ * page's free lists: call it from the heap's thread. */
+HH_API bool hh_heap_check_owned(hh_heap_t* heap, const void* p);
+
+/* One area of a heap: a page holding blocks of one size. */
+typedef struct hh_heap_area_s {
+  void* blocks;         /* start of the area's first block */
+  size_t reserved;      /* bytes the area can hold */
+  size_t committed;     /* bytes of blocks handed out so far (capacity * block_size) */
+  size_t used;          /* blocks currently allocated */
+  size_t block_size;    /* bytes per block */
+} hh_heap_area_t;
+
+/* Visitor: called once per area with block == NULL, then (if asked) once per
+ * allocated block. Return false to stop the visit. Must not allocate from or
+ * free into the visited heap. */
+typedef bool(hh_block_visit_fun)(const hh_heap_t* heap, const hh_heap_area_t* area, void* block, size_t block_size,
+                                 void* arg);
+/* Visit heap's areas and, with visit_all_blocks, its allocated blocks (from
+ * the heap's thread). Returns false if the visitor stopped early. */
+HH_API bool hh_heap_visit_blocks(hh_heap_t* heap, bool visit_all_blocks, hh_block_visit_fun* visitor, void* arg);
+
+/* hh_collect for one heap of the calling thread. */
+HH_API void hh_heap_collect(hh_heap_t* heap, bool force);
+
+/* A function the allocator calls now and then from its slow path (the
+ * "heartbeat"), for programs that free memory lazily, e.g. reference-count
+ * release queues. heartbeat counts slow-path calls; force is true when
+ * called from hh_collect(true). It may allocate and free (it is not
+ * re-entered). Registering NULL removes it. */
+typedef void(hh_deferred_free_fun)(bool force, unsigned long long heartbeat, void* arg);
+HH_API void hh_register_deferred_free(hh_deferred_free_fun* fn, void* arg);
+
 /* ---- maintenance and statistics ------------------------------------------- */
 
 /* Return unused memory: free empty pages of the calling thread's heap and,

@@ -21,7 +21,7 @@ echo "== ThreadSanitizer build (clang)"
 cmake -S . -B build-test/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DHH_TSAN=ON -DHH_WERROR=ON >/dev/null
 cmake --build build-test/tsan -j"$jobs" >/dev/null
-TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-test/tsan -R threads --output-on-failure -j"$jobs"
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-test/tsan -R 'threads|stress|heaps' --output-on-failure -j"$jobs"
 
 echo "== release build (gcc)"
 cmake -S . -B build-test/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DHH_WERROR=ON >/dev/null

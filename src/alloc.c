@@ -61,7 +61,7 @@ void* hh_calloc(size_t count, size_t size) {
 }
 
 /* ---- aligned allocation ---------------------------------------------------------*/
-void* hh_heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment, bool zero) {
+void* hh_heap_malloc_aligned_zero(hh_heap_t* heap, size_t size, size_t alignment, bool zero) {
   if (hh_unlikely(!hh_is_power_of_two(alignment))) {
     errno = EINVAL;
     return NULL;
@@ -98,11 +98,11 @@ void* hh_heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment, boo
 }
 
 void* hh_malloc_aligned(size_t size, size_t alignment) {
-  return hh_heap_malloc_aligned(hh_get_default_heap(), size, alignment, false);
+  return hh_heap_malloc_aligned_zero(hh_get_default_heap(), size, alignment, false);
 }
 
 void* hh_zalloc_aligned(size_t size, size_t alignment) {
-  return hh_heap_malloc_aligned(hh_get_default_heap(), size, alignment, true);
+  return hh_heap_malloc_aligned_zero(hh_get_default_heap(), size, alignment, true);
 }
 
 void* hh_calloc_aligned(size_t count, size_t size, size_t alignment) {
@@ -111,7 +111,7 @@ void* hh_calloc_aligned(size_t count, size_t size, size_t alignment) {
     errno = ENOMEM;
     return NULL;
   }
-  return hh_heap_malloc_aligned(hh_get_default_heap(), total, alignment, true);
+  return hh_heap_malloc_aligned_zero(hh_get_default_heap(), total, alignment, true);
 }
 
 int hh_posix_memalign(void** out, size_t alignment, size_t size) {
@@ -154,7 +154,7 @@ void* hh_pvalloc(size_t size) {
  * block and does not waste more than half of it. */
 static void* heap_realloc(hh_heap_t* heap, void* p, size_t newsize, size_t alignment) {
   if (p == NULL) {
-    return alignment == 0 ? heap_malloc(heap, newsize, false) : hh_heap_malloc_aligned(heap, newsize, alignment, false);
+    return alignment == 0 ? heap_malloc(heap, newsize, false) : hh_heap_malloc_aligned_zero(heap, newsize, alignment, false);
   }
   if (newsize == 0) {  /* glibc: free and return NULL */
     hh_free(p);
@@ -177,7 +177,7 @@ static void* heap_realloc(hh_heap_t* heap, void* p, size_t newsize, size_t align
   } else if (aligned_ok && newsize <= usable && newsize >= usable / 2) {
     return p;
   }
-  void* q = alignment == 0 ? heap_malloc(heap, newsize, false) : hh_heap_malloc_aligned(heap, newsize, alignment, false);
+  void* q = alignment == 0 ? heap_malloc(heap, newsize, false) : hh_heap_malloc_aligned_zero(heap, newsize, alignment, false);
   if (q == NULL) return NULL;
   memcpy(q, p, usable < newsize ? usable : newsize);
   hh_free(p);
@@ -211,29 +211,64 @@ void* hh_reallocf(void* p, size_t newsize) {
   return q;
 }
 
-/* ---- strings -----------------------------------------------------------------------*/
-char* hh_strdup(const char* s) {
-  if (s == NULL) {
-    errno = EINVAL;
-    return NULL;
-  }
-  size_t n = strlen(s);
-  char* d = hh_malloc(n + 1);
-  if (d != NULL) memcpy(d, s, n + 1);
-  return d;
+/* ---- first-class heaps ----------------------------------------------------------------*/
+/* Allocation from another thread's heap would race with its owner. */
+static bool heap_usable(hh_heap_t* heap) {
+  if (hh_likely(hh_heap_is_mine(heap))) return true;
+  if (heap != NULL) hh_error_message("allocation from heap %p by a thread that does not own it", (void*)heap);
+  errno = EINVAL;
+  return false;
 }
 
-char* hh_strndup(const char* s, size_t n) {
+void* hh_heap_malloc(hh_heap_t* heap, size_t size) {
+  return heap_usable(heap) ? heap_malloc(heap, size, false) : NULL;
+}
+
+void* hh_heap_zalloc(hh_heap_t* heap, size_t size) {
+  return heap_usable(heap) ? heap_malloc(heap, size, true) : NULL;
+}
+
+void* hh_heap_calloc(hh_heap_t* heap, size_t count, size_t size) {
+  size_t total;
+  if (hh_unlikely(hh_mul_overflow(count, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return hh_heap_zalloc(heap, total);
+}
+
+void* hh_heap_realloc(hh_heap_t* heap, void* p, size_t newsize) {
+  return heap_usable(heap) ? heap_realloc(heap, p, newsize, 0) : NULL;
+}
+
+void* hh_heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment) {
+  return heap_usable(heap) ? hh_heap_malloc_aligned_zero(heap, size, alignment, false) : NULL;
+}
+
+static char* heap_strndup(hh_heap_t* heap, const char* s, size_t n) {
   if (s == NULL) {
     errno = EINVAL;
     return NULL;
   }
   size_t len = strnlen(s, n);
-  char* d = hh_malloc(len + 1);
+  char* d = heap_malloc(heap, len + 1, false);
   if (d == NULL) return NULL;
   memcpy(d, s, len);
   d[len] = 0;
   return d;
+}
+
+char* hh_heap_strdup(hh_heap_t* heap, const char* s) {
+  return heap_usable(heap) ? heap_strndup(heap, s, SIZE_MAX) : NULL;
+}
+
+/* ---- strings -----------------------------------------------------------------------*/
+char* hh_strdup(const char* s) {
+  return heap_strndup(hh_get_default_heap(), s, SIZE_MAX);
+}
+
+char* hh_strndup(const char* s, size_t n) {
+  return heap_strndup(hh_get_default_heap(), s, n);
 }
 
 /* ---- sizes -------------------------------------------------------------------------*/

@@ -114,6 +114,7 @@ static void free_single(hh_segment_t* segment, const hh_page_t* page, void* p) {
     hh_error_message("double free of %p (size class %zu)", p, page->block_size);
     return;
   }
+  hh_heap_single_unlink((hh_page_t*)page);
   hh_segment_single_free(segment);
 }
 

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #define HH_DIRECT_EMPTY ((hh_page_t*)&hh_page_empty)
 
@@ -54,11 +55,10 @@ void hh_heap_queue_first_update(hh_heap_t* heap, const hh_page_queue_t* pq) {
   for (size_t w = start; w <= end; w++) heap->pages_direct[w] = page;
 }
 
+/* Initialise heap as a heap of the thread whose data is tld. */
 static void heap_init(hh_heap_t* heap, hh_tld_t* tld) {
   memset(heap, 0, sizeof(*heap));
-  memset(tld, 0, sizeof(*tld));
   heap->tld = tld;
-  tld->heap_backing = heap;
   for (size_t w = 0; w < HH_PAGES_DIRECT; w++) heap->pages_direct[w] = HH_DIRECT_EMPTY;
   for (size_t bin = 0; bin <= HH_BIN_LARGE_MAX; bin++) heap->pages[bin].block_size = hh_bin_size(bin);
   heap->pages[HH_BIN_HUGE].block_size = HH_LARGE_OBJ_SIZE_MAX + HH_MIN_ALIGN;
@@ -90,15 +90,19 @@ hh_heap_t* hh_heap_thread_init(void) {
   hh_heap_t* heap = hh_heap_default;
   if (hh_heap_is_initialized(heap)) return heap;
   bool expected = false;
+  hh_tld_t* tld;
   if (atomic_compare_exchange_strong(&main_heap_claimed, &expected, true)) {
     heap = &hh_heap_main;
-    heap_init(heap, &tld_main);
+    tld = &tld_main;
   } else {
     hh_thread_data_t* td = thread_data_alloc();
     if (td == NULL) return NULL;
     heap = &td->heap;
-    heap_init(heap, &td->tld);
+    tld = &td->tld;
   }
+  memset(tld, 0, sizeof(*tld));
+  heap_init(heap, tld);
+  tld->heap_backing = heap;
   hh_heap_default = heap;
   /* after setting the default: pthread_setspecific may itself allocate */
   if (thread_key_ready) pthread_setspecific(thread_key, heap);
@@ -144,7 +148,8 @@ static void page_collect_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t
 }
 
 void hh_heap_collect(hh_heap_t* heap, bool force) {
-  if (!hh_heap_is_initialized(heap)) return;
+  if (!hh_heap_is_mine(heap)) return;
+  hh_heap_deferred_free(heap, force);
   hh_heap_delayed_free_all(heap);
   hh_heap_collect_retired(heap, force);
   heap_visit_pages(heap, page_collect_visitor, force);
@@ -155,12 +160,269 @@ void hh_collect(bool force) {
   hh_heap_collect(hh_get_default_heap(), force);
 }
 
-/* ---- thread exit ---------------------------------------------------------------*/
+/* ---- single-block pages ---------------------------------------------------------
+ * Large and huge blocks are freed by whichever thread frees them, so the
+ * list of them in their heap is guarded by a small lock. Heap structures
+ * are never returned to the OS (they are pooled), so a thread that read
+ * page->heap can always lock it and then re-check. */
+static void singles_lock(hh_heap_t* heap) {
+  while (atomic_exchange_explicit(&heap->singles_lock, true, memory_order_acquire)) sched_yield();
+}
+
+static void singles_unlock(hh_heap_t* heap) {
+  atomic_store_explicit(&heap->singles_lock, false, memory_order_release);
+}
+
+void hh_heap_single_link(hh_heap_t* heap, hh_page_t* page) {
+  singles_lock(heap);
+  atomic_store_explicit(&page->heap, heap, memory_order_release);
+  page->prev = NULL;
+  page->next = heap->singles;
+  if (heap->singles != NULL) heap->singles->prev = page;
+  heap->singles = page;
+  singles_unlock(heap);
+}
+
+static void singles_remove(hh_heap_t* heap, hh_page_t* page) {
+  if (page->prev != NULL) page->prev->next = page->next; else heap->singles = page->next;
+  if (page->next != NULL) page->next->prev = page->prev;
+  page->next = page->prev = NULL;
+  atomic_store_explicit(&page->heap, NULL, memory_order_release);
+}
+
+void hh_heap_single_unlink(hh_page_t* page) {
+  for (;;) {
+    hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_acquire);
+    if (heap == NULL) return;
+    singles_lock(heap);
+    bool still_there = atomic_load_explicit(&page->heap, memory_order_relaxed) == heap;
+    if (still_there) singles_remove(heap, page);
+    singles_unlock(heap);
+    if (still_there) return;
+  }
+}
+
+/* Let go of every single-block page of heap (they become unlisted). */
+static void singles_release_all(hh_heap_t* heap) {
+  singles_lock(heap);
+  while (heap->singles != NULL) singles_remove(heap, heap->singles);
+  singles_unlock(heap);
+}
+
+/* ---- deferred free --------------------------------------------------------------*/
+static _Atomic(hh_deferred_free_fun*) deferred_fn;
+static _Atomic(void*) deferred_arg;
+
+void hh_register_deferred_free(hh_deferred_free_fun* fn, void* arg) {
+  atomic_store_explicit(&deferred_arg, arg, memory_order_relaxed);
+  atomic_store_explicit(&deferred_fn, fn, memory_order_release);
+}
+
+void hh_heap_deferred_free(hh_heap_t* heap, bool force) {
+  hh_deferred_free_fun* fn = atomic_load_explicit(&deferred_fn, memory_order_acquire);
+  if (fn == NULL || heap->tld->in_deferred) return;
+  heap->tld->in_deferred = true;
+  fn(force, (unsigned long long)heap->tld->heartbeat, atomic_load_explicit(&deferred_arg, memory_order_relaxed));
+  heap->tld->in_deferred = false;
+}
+
+/* ---- first-class heaps -----------------------------------------------------------*/
+bool hh_heap_is_mine(const hh_heap_t* heap) {
+  return heap != NULL && hh_heap_is_initialized(heap) && heap->tld != NULL && heap->thread_id == hh_thread_id();
+}
+
+static bool heap_check_mine(const hh_heap_t* heap, const char* what) {
+  if (hh_heap_is_mine(heap)) return true;
+  if (heap != NULL) hh_error_message("%s of heap %p from a thread that does not own it", what, (const void*)heap);
+  return false;
+}
+
+hh_heap_t* hh_heap_new(void) {
+  hh_heap_t* current = hh_heap_thread_init();
+  hh_thread_data_t* td = current == NULL ? NULL : thread_data_alloc();
+  if (td == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  hh_tld_t* tld = current->tld;
+  hh_heap_t* heap = &td->heap;
+  heap_init(heap, tld);
+  heap->next = tld->heaps;
+  tld->heaps = heap;
+  return heap;
+}
+
 static void page_never_delayed_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page, bool force) {
   (void)heap; (void)pq; (void)force;
   hh_page_use_delayed_free(page, HH_NEVER_DELAYED_FREE, false);
 }
 
+/* Move every page of `from` into `into` (both of the calling thread). */
+static void heap_absorb(hh_heap_t* into, hh_heap_t* from) {
+  /* no remote free may target from's delayed list once we start moving */
+  heap_visit_pages(from, page_never_delayed_visitor, false);
+  hh_heap_delayed_free_all(from);
+  for (size_t i = 0; i < from->retired_count; i++) from->retired[i]->retire_expire = 0;
+  from->retired_count = 0;
+  for (size_t bin = 0; bin < HH_BIN_COUNT; bin++) {
+    hh_page_queue_t* pq = &from->pages[bin];
+    hh_page_t* page;
+    while ((page = pq->first) != NULL) {
+      hh_page_queue_remove(from, pq, page);
+      hh_page_flags_clear(page, HH_PAGE_IN_FULL);
+      atomic_store_explicit(&page->heap, into, memory_order_release);
+      hh_page_queue_push_back(into, &into->pages[page->bin], page);
+      hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, true);
+      from->page_count--;
+      into->page_count++;
+    }
+  }
+  singles_lock(from);
+  singles_lock(into);
+  hh_page_t* page = from->singles;
+  while (page != NULL) {
+    hh_page_t* next = page->next;
+    atomic_store_explicit(&page->heap, into, memory_order_release);
+    page->prev = NULL;
+    page->next = into->singles;
+    if (into->singles != NULL) into->singles->prev = page;
+    into->singles = page;
+    page = next;
+  }
+  from->singles = NULL;
+  singles_unlock(into);
+  singles_unlock(from);
+}
+
+/* Unlink a first-class heap from its thread and return its memory to the pool. */
+static void heap_release(hh_heap_t* heap) {
+  hh_tld_t* tld = heap->tld;
+  for (hh_heap_t** link = &tld->heaps; *link != NULL; link = &(*link)->next) {
+    if (*link == heap) {
+      *link = heap->next;
+      break;
+    }
+  }
+  if (hh_heap_default == heap) hh_heap_default = tld->heap_backing;
+  heap->tld = NULL;
+  heap->thread_id = 0;
+  thread_data_release((hh_thread_data_t*)((uint8_t*)heap - offsetof(hh_thread_data_t, heap)));
+}
+
+void hh_heap_delete(hh_heap_t* heap) {
+  if (heap == NULL || !heap_check_mine(heap, "delete")) return;
+  hh_heap_t* backing = heap->tld->heap_backing;
+  if (heap == backing) return;
+  heap_absorb(backing, heap);
+  heap_release(heap);
+}
+
+static void page_destroy_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page, bool force) {
+  (void)force;
+  hh_page_queue_remove(heap, pq, page);
+  heap->page_count--;
+  hh_segment_page_free(page, false);
+}
+
+void hh_heap_destroy(hh_heap_t* heap) {
+  if (heap == NULL || !heap_check_mine(heap, "destroy")) return;
+  if (heap == heap->tld->heap_backing) {
+    hh_error_message("the backing heap %p of a thread cannot be destroyed", (void*)heap);
+    return;
+  }
+  for (size_t i = 0; i < heap->retired_count; i++) heap->retired[i]->retire_expire = 0;
+  heap->retired_count = 0;
+  heap_visit_pages(heap, page_destroy_visitor, false);
+  singles_lock(heap);
+  while (heap->singles != NULL) {
+    hh_page_t* page = heap->singles;
+    singles_remove(heap, page);
+    hh_segment_t* segment = hh_page_segment(page);
+    uintptr_t unowned = 0;
+    if (atomic_compare_exchange_strong(&segment->thread_id, &unowned, hh_thread_id())) {
+      hh_segment_single_free(segment);
+    }
+  }
+  singles_unlock(heap);
+  heap_release(heap);
+}
+
+hh_heap_t* hh_heap_set_default(hh_heap_t* heap) {
+  if (!heap_check_mine(heap, "set_default")) return NULL;
+  hh_heap_t* old = hh_heap_default;
+  hh_heap_default = heap;
+  return old;
+}
+
+hh_heap_t* hh_heap_get_default(void) {
+  return hh_heap_thread_init();
+}
+
+hh_heap_t* hh_heap_get_backing(void) {
+  hh_heap_t* heap = hh_heap_thread_init();
+  return heap == NULL ? NULL : heap->tld->heap_backing;
+}
+
+bool hh_heap_contains(const hh_heap_t* heap, const void* p) {
+  if (heap == NULL || p == NULL) return false;
+  hh_segment_t* segment = hh_ptr_segment(p);
+  if (!hh_segment_is_ours(segment)) return false;
+  hh_page_t* page = hh_segment_page_of(segment, p);
+  return atomic_load_explicit(&page->heap, memory_order_acquire) == heap;
+}
+
+bool hh_heap_check_owned(hh_heap_t* heap, const void* p) {
+  if (!hh_heap_contains(heap, p) || !hh_heap_is_mine(heap)) return false;
+  hh_page_t* page = hh_segment_page_of(hh_ptr_segment(p), p);
+  uintptr_t start = (uintptr_t)page->page_start;
+  if ((uintptr_t)p < start || (uintptr_t)p - start >= (uintptr_t)page->capacity * page->block_size) return false;
+  if (page->reserved == 1) return true;  /* single-block page: listed means allocated */
+  return !hh_page_block_is_free(page, hh_page_block_of(page, p));
+}
+
+/* Visit one page: the area, then (with all) its allocated blocks. */
+static bool visit_page(hh_heap_t* heap, hh_page_t* page, bool all, hh_block_visit_fun* visitor, void* arg) {
+  hh_page_collect_free(page, false);  /* bring `used` up to date */
+  hh_heap_area_t area = {page->page_start, (size_t)page->reserved * page->block_size,
+                         (size_t)page->capacity * page->block_size, page->used, page->block_size};
+  if (!visitor(heap, &area, NULL, page->block_size, arg)) return false;
+  if (!all || page->used == 0) return true;
+  if (page->reserved == 1) return visitor(heap, &area, page->page_start, page->block_size, arg);
+  /* mark the free blocks, then visit the others */
+  uint64_t free_map[HH_SMALL_PAGE_SIZE / HH_MIN_ALIGN / 64];
+  memset(free_map, 0, sizeof(free_map));
+  hh_block_t* lists[2] = {page->free, page->local_free};
+  for (int l = 0; l < 2; l++) {
+    size_t steps = 0;
+    for (hh_block_t* b = lists[l]; b != NULL && steps <= page->capacity; b = hh_block_next(page, b), steps++) {
+      size_t idx = (size_t)((uint8_t*)b - page->page_start) / page->block_size;
+      free_map[idx / 64] |= (uint64_t)1 << (idx % 64);
+    }
+  }
+  for (size_t idx = 0; idx < page->capacity; idx++) {
+    if (free_map[idx / 64] & ((uint64_t)1 << (idx % 64))) continue;
+    if (!visitor(heap, &area, page->page_start + idx * page->block_size, page->block_size, arg)) return false;
+  }
+  return true;
+}
+
+bool hh_heap_visit_blocks(hh_heap_t* heap, bool visit_all_blocks, hh_block_visit_fun* visitor, void* arg) {
+  if (visitor == NULL || !heap_check_mine(heap, "visit")) return false;
+  for (size_t bin = 0; bin < HH_BIN_COUNT; bin++) {
+    for (hh_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
+      if (!visit_page(heap, page, visit_all_blocks, visitor, arg)) return false;
+    }
+  }
+  bool go_on = true;
+  singles_lock(heap);
+  for (hh_page_t* page = heap->singles; page != NULL && go_on; page = page->next) {
+    go_on = visit_page(heap, page, visit_all_blocks, visitor, arg);
+  }
+  singles_unlock(heap);
+  return go_on;
+}
+
+/* ---- thread exit ---------------------------------------------------------------*/
 static void page_abandon_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page, bool force) {
   (void)heap; (void)pq; (void)force;
   atomic_store_explicit(&page->heap, NULL, memory_order_release);
@@ -170,16 +432,26 @@ static void page_abandon_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t
 static void thread_done(void* value) {
   hh_heap_t* heap = value;
   if (heap == NULL || !hh_heap_is_initialized(heap)) return;
+  hh_tld_t* tld = heap->tld;
+  hh_heap_default = heap;
+  /* the thread's other heaps hand their blocks to the backing heap */
+  while (tld->heaps != NULL) {
+    hh_heap_t* h = tld->heaps;
+    heap_absorb(heap, h);
+    heap_release(h);
+  }
   /* 1. stop remote frees from targeting this heap (waits out pushes in flight),
    * 2. take in what they sent and free every empty page,
    * 3. leave the rest to whichever thread reclaims it. */
   heap_visit_pages(heap, page_never_delayed_visitor, false);
   hh_heap_collect(heap, true);
   heap_visit_pages(heap, page_abandon_visitor, false);
-  hh_segments_collect(heap->tld, true);
+  singles_release_all(heap);
+  hh_segments_collect(tld, true);
   hh_heap_default = (hh_heap_t*)&hh_heap_empty;
   if (heap == &hh_heap_main) {
     heap_init(heap, &tld_main);  /* clean, but unowned: main_heap_claimed stays set */
+    heap->thread_id = 0;
   } else {
     thread_data_release((hh_thread_data_t*)((uint8_t*)heap - offsetof(hh_thread_data_t, heap)));
   }

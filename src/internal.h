@@ -103,6 +103,10 @@ void hh_page_free(hh_page_t* page, hh_page_queue_t* pq, bool force);
 void hh_page_retire(hh_page_t* page);
 void hh_page_unfull(hh_page_t* page);
 void hh_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool override_never);
+void hh_page_queue_remove(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page);
+void hh_page_queue_push_back(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page);
+/* Is block on one of page's free lists (free, local_free, thread_free)? */
+bool hh_page_block_is_free(const hh_page_t* page, const hh_block_t* block);
 hh_page_queue_t* hh_page_queue_of(hh_heap_t* heap, const hh_page_t* page);
 void hh_heap_collect_retired(hh_heap_t* heap, bool force);
 /* Adopt a page of a reclaimed segment into heap, or free it if all its
@@ -114,7 +118,13 @@ extern const hh_heap_t hh_heap_empty;
 extern hh_heap_t hh_heap_main;
 extern __thread hh_heap_t* hh_heap_default hh_tls_initial_exec;
 hh_heap_t* hh_heap_thread_init(void);
-void hh_heap_collect(hh_heap_t* heap, bool force);
+/* Is heap an initialised heap of the calling thread? */
+bool hh_heap_is_mine(const hh_heap_t* heap);
+/* Track / untrack a large or huge single-block page in its heap (any thread). */
+void hh_heap_single_link(hh_heap_t* heap, hh_page_t* page);
+void hh_heap_single_unlink(hh_page_t* page);
+/* Call the registered deferred-free function, unless already inside it. */
+void hh_heap_deferred_free(hh_heap_t* heap, bool force);
 void hh_heap_delayed_free_all(hh_heap_t* heap);
 bool hh_heap_delayed_free_partial(hh_heap_t* heap);
 void hh_heap_queue_first_update(hh_heap_t* heap, const hh_page_queue_t* pq);
@@ -122,7 +132,7 @@ void hh_heap_process_init(void);
 
 /* ---- alloc.c ----------------------------------------------------------------*/
 void* hh_heap_malloc_zero(hh_heap_t* heap, size_t size, bool zero);
-void* hh_heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment, bool zero);
+void* hh_heap_malloc_aligned_zero(hh_heap_t* heap, size_t size, size_t alignment, bool zero);
 
 /* ---- free.c -----------------------------------------------------------------*/
 void hh_free_delayed_block(hh_block_t* block);

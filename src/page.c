@@ -27,7 +27,7 @@ hh_page_queue_t* hh_page_queue_of(hh_heap_t* heap, const hh_page_t* page) {
   return &heap->pages[(hh_page_flags(page) & HH_PAGE_IN_FULL) ? HH_BIN_FULL : page->bin];
 }
 
-static void queue_remove(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
+void hh_page_queue_remove(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
   bool was_first = (pq->first == page);
   if (page->prev != NULL) page->prev->next = page->next;
   if (page->next != NULL) page->next->prev = page->prev;
@@ -47,7 +47,7 @@ static void queue_push_front(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* pa
   hh_heap_queue_first_update(heap, pq);
 }
 
-static void queue_push_back(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
+void hh_page_queue_push_back(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
   page->next = NULL;
   page->prev = pq->last;
   if (pq->last != NULL) pq->last->next = page;
@@ -79,6 +79,21 @@ void hh_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool override
 }
 
 /* ---- collecting frees --------------------------------------------------------*/
+static bool list_contains(const hh_page_t* page, const hh_block_t* list, const hh_block_t* block) {
+  size_t steps = 0;
+  for (const hh_block_t* b = list; b != NULL; b = hh_block_next(page, b)) {
+    if (b == block) return true;
+    if (++steps > page->capacity) break;  /* a cycle: reported when the list is collected */
+  }
+  return false;
+}
+
+bool hh_page_block_is_free(const hh_page_t* page, const hh_block_t* block) {
+  if (list_contains(page, page->free, block) || list_contains(page, page->local_free, block)) return true;
+  uintptr_t tf = atomic_load_explicit(&((hh_page_t*)page)->thread_free, memory_order_acquire);
+  return list_contains(page, hh_thread_free_block(tf), block);
+}
+
 /* Move the remote frees of page onto its local_free list. */
 static void page_collect_thread_free(hh_page_t* page) {
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
@@ -211,9 +226,9 @@ static bool page_to_full(hh_heap_t* heap, hh_page_t* page, hh_page_queue_t* pq) 
     hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, false);
     return false;
   }
-  queue_remove(heap, pq, page);
+  hh_page_queue_remove(heap, pq, page);
   hh_page_flags_set(page, HH_PAGE_IN_FULL);
-  queue_push_back(heap, &heap->pages[HH_BIN_FULL], page);
+  hh_page_queue_push_back(heap, &heap->pages[HH_BIN_FULL], page);
   return true;
 }
 
@@ -222,7 +237,7 @@ void hh_page_unfull(hh_page_t* page) {
   if (!(hh_page_flags(page) & HH_PAGE_IN_FULL)) return;
   hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, false);
-  queue_remove(heap, &heap->pages[HH_BIN_FULL], page);
+  hh_page_queue_remove(heap, &heap->pages[HH_BIN_FULL], page);
   hh_page_flags_clear(page, HH_PAGE_IN_FULL);
   queue_push_front(heap, &heap->pages[page->bin], page);
 }
@@ -241,7 +256,7 @@ static void retired_remove(hh_heap_t* heap, hh_page_t* page) {
 void hh_page_free(hh_page_t* page, hh_page_queue_t* pq, bool force) {
   hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   if (page->retire_expire != 0) retired_remove(heap, page);
-  queue_remove(heap, pq, page);
+  hh_page_queue_remove(heap, pq, page);
   heap->page_count--;
   hh_segment_page_free(page, force);
 }
@@ -288,7 +303,7 @@ bool hh_page_reclaim(hh_heap_t* heap, hh_page_t* page) {
   hh_page_collect_free(page, false);
   heap->page_count++;
   hh_page_queue_t* pq = &heap->pages[page->bin];
-  queue_push_back(heap, pq, page);
+  hh_page_queue_push_back(heap, pq, page);
   if (!hh_page_all_free(page)) return false;
   hh_page_free(page, pq, false);
   return true;
@@ -321,11 +336,12 @@ static hh_page_t* single_page_alloc(hh_heap_t* heap, size_t size, size_t alignme
   hh_page_t* page = hh_segment_page_alloc(heap, size, alignment);
   if (page == NULL) return NULL;
   page_init(heap, page, size, HH_BIN_HUGE);
-  /* They belong to no heap: the single free of their block, from any
-   * thread, releases the segment directly (free.c:free_single). */
-  atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+  /* The single free of their block, from any thread, releases the segment
+   * directly (free.c:free_single); the heap only lists them, for
+   * hh_heap_destroy and hh_heap_visit_blocks. */
   atomic_store_explicit(&page->thread_free, hh_thread_free_make(NULL, HH_NEVER_DELAYED_FREE), memory_order_relaxed);
   page_extend(heap, page);
+  hh_heap_single_link(heap, page);
   return page;
 }
 
@@ -365,7 +381,10 @@ void* hh_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t huge_ali
   tld->heartbeat++;
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL) hh_heap_delayed_free_all(heap);
   if (heap->retired_count != 0) hh_heap_collect_retired(heap, false);
-  if ((tld->heartbeat & 63) == 0) hh_segments_collect(tld, false);
+  if ((tld->heartbeat & 63) == 0) {
+    hh_segments_collect(tld, false);
+    hh_heap_deferred_free(heap, false);
+  }
 
   hh_page_t* page = find_page(heap, size, huge_alignment);
   if (hh_unlikely(page == NULL)) {

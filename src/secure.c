@@ -47,22 +47,11 @@ void hh_report_corrupt_link(const hh_page_t* page, const hh_block_t* block, uint
                    (void*)page->page_start, page->block_size, (const void*)block, (size_t)value);
 }
 
-static bool list_contains(const hh_page_t* page, const hh_block_t* list, const hh_block_t* block) {
-  size_t steps = 0;
-  for (const hh_block_t* b = list; b != NULL; b = hh_block_next(page, b)) {
-    if (b == block) return true;
-    if (++steps > page->capacity) break;  /* a cycle: reported when the list is used */
-  }
-  return false;
-}
-
 /* Exact test behind a cheap filter: a block whose first word decodes to a
  * valid link of this page is probably on a free list (allocation clears
  * that word in the secure build), so only then are the lists walked. */
 bool hh_is_double_free(const hh_page_t* page, const hh_block_t* block) {
   hh_block_t* decoded = hh_decode_link(page, block, block->next);
   if (!hh_page_is_valid_link(page, decoded)) return false;
-  if (list_contains(page, page->free, block) || list_contains(page, page->local_free, block)) return true;
-  uintptr_t tf = atomic_load_explicit(&((hh_page_t*)page)->thread_free, memory_order_acquire);
-  return list_contains(page, hh_thread_free_block(tf), block);
+  return hh_page_block_is_free(page, block);
 }

@@ -196,6 +196,9 @@ struct hh_heap_s {
   size_t page_count;                             /* pages owned by this heap */
   hh_page_t* retired[HH_RETIRED_MAX];            /* empty pages kept a while (page.c:hh_page_retire) */
   size_t retired_count;                          /* entries used in retired */
+  hh_page_t* singles;                            /* large/huge single-block pages (linked by next/prev) */
+  _Atomic(bool) singles_lock;                    /* guards singles: remote frees unlink from it */
+  hh_heap_t* next;                               /* next first-class heap of the same thread */
 };
 
 /* ---- thread-local data ----------------------------------------------------*/
@@ -216,7 +219,9 @@ typedef struct hh_segments_tld_s {
 
 struct hh_tld_s {
   uint64_t heartbeat;              /* generic-path calls, drives retire and purge */
-  hh_heap_t* heap_backing;         /* the thread's default heap */
+  hh_heap_t* heap_backing;         /* the thread's initial default heap */
+  hh_heap_t* heaps;                /* the thread's first-class heaps (hh_heap_new), via heap->next */
+  bool in_deferred;                /* inside the deferred-free callback: do not re-enter it */
   hh_segments_tld_t segments;      /* segment queues and cache */
 };
 
