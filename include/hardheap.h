@@ -71,6 +71,12 @@ HH_API void* hh_reallocf(void* p, size_t newsize) HH_ALLOC_SIZE(2);
 /* Free memory from any hardheap allocation function. NULL is a no-op. */
 HH_API void hh_free(void* p);
 
+/* C23 sized deallocation: free p, which was allocated with size bytes
+ * (and alignment, for the aligned variant). The secure build checks the size
+ * against the block and reports a mismatch. */
+HH_API void hh_free_sized(void* p, size_t size);
+HH_API void hh_free_aligned_sized(void* p, size_t alignment, size_t size);
+
 /* Copy a string into a new allocation (NULL + ENOMEM on failure). */
 HH_API char* hh_strdup(const char* s) HH_MALLOC_ATTR;
 /* Copy at most n bytes of s, always NUL-terminated. */
@@ -233,7 +239,10 @@ HH_API void hh_stats_print(void);
 typedef enum hh_option_e {
   hh_option_verbose,              /* VERBOSE: print informational messages (0) */
   hh_option_show_stats,           /* SHOW_STATS: print statistics at exit (0) */
-  hh_option_show_errors,          /* SHOW_ERRORS: print error messages (0; always on in the secure build) */
+  hh_option_show_errors,          /* SHOW_ERRORS: print heap-misuse errors and warnings (1; cannot be
+                                     turned off in the secure build) */
+  hh_option_max_errors,           /* MAX_ERRORS: errors printed before the rest are suppressed (16;
+                                     -1 = all); the secure build aborts at the first */
   hh_option_purge_delay,          /* PURGE_DELAY: ms before an empty page is returned to the OS;
                                      0 = at once, -1 = never (10) */
   hh_option_allow_large_os_pages, /* ALLOW_LARGE_OS_PAGES: advise transparent huge pages for segments (0) */

@@ -151,6 +151,27 @@ void hh_free(void* p) {
   free_generic(segment, page, p);
 }
 
+/* ---- sized deallocation ------------------------------------------------------------*/
+void hh_free_sized(void* p, size_t size) {
+  if (HH_CHECK_FREE && p != NULL) {
+    /* a size larger than the block means the caller freed the wrong object */
+    size_t usable = hh_usable_size(p);
+    if (usable != 0 && size > usable) {
+      hh_error_message("sized free of %p with size %zu larger than its block (%zu bytes)", p, size, usable);
+      return;
+    }
+  }
+  hh_free(p);
+}
+
+void hh_free_aligned_sized(void* p, size_t alignment, size_t size) {
+  if (HH_CHECK_FREE && p != NULL && hh_is_power_of_two(alignment) && ((uintptr_t)p & (alignment - 1)) != 0) {
+    hh_error_message("aligned sized free of %p, which is not aligned to %zu", p, alignment);
+    return;
+  }
+  hh_free_sized(p, size);
+}
+
 /* ---- pointer lookups for realloc and usable_size --------------------------------*/
 hh_page_t* hh_checked_page_of(const void* p, const char* what) {
   hh_segment_t* segment = hh_ptr_segment(p);

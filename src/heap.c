@@ -30,10 +30,12 @@ typedef struct hh_thread_data_s {
   hh_heap_t heap;
   hh_tld_t tld;
   struct hh_thread_data_s* next_free;  /* link while on the free list */
+  struct hh_thread_data_s* next_all;   /* link in the list of every thread data ever mapped */
 } hh_thread_data_t;
 
 static pthread_mutex_t thread_data_lock = PTHREAD_MUTEX_INITIALIZER;
 static hh_thread_data_t* thread_data_free;
+static hh_thread_data_t* thread_data_all;   /* never shrinks: heap memory is never unmapped */
 static pthread_key_t thread_key;
 static bool thread_key_ready;
 
@@ -75,7 +77,13 @@ static hh_thread_data_t* thread_data_alloc(void) {
   if (td != NULL) thread_data_free = td->next_free;
   pthread_mutex_unlock(&thread_data_lock);
   if (td != NULL) return td;
-  return hh_os_alloc_aligned(sizeof(hh_thread_data_t), hh_os_page_size(), 0);
+  td = hh_os_alloc_aligned(sizeof(hh_thread_data_t), hh_os_page_size(), 0);
+  if (td == NULL) return NULL;
+  pthread_mutex_lock(&thread_data_lock);
+  td->next_all = thread_data_all;
+  thread_data_all = td;
+  pthread_mutex_unlock(&thread_data_lock);
+  return td;
 }
 
 static void thread_data_release(hh_thread_data_t* td) {
@@ -207,6 +215,22 @@ static void singles_release_all(hh_heap_t* heap) {
   singles_lock(heap);
   while (heap->singles != NULL) singles_remove(heap, heap->singles);
   singles_unlock(heap);
+}
+
+/* ---- fork -------------------------------------------------------------------------
+ * A child of a multi-threaded parent has only the forking thread: every lock
+ * another thread held at fork time would stay held forever. So the parent
+ * takes every allocator lock before fork and both sides release them. */
+void hh_heap_fork_prepare(void) {
+  pthread_mutex_lock(&thread_data_lock);
+  singles_lock(&hh_heap_main);
+  for (hh_thread_data_t* td = thread_data_all; td != NULL; td = td->next_all) singles_lock(&td->heap);
+}
+
+void hh_heap_fork_release(void) {
+  for (hh_thread_data_t* td = thread_data_all; td != NULL; td = td->next_all) singles_unlock(&td->heap);
+  singles_unlock(&hh_heap_main);
+  pthread_mutex_unlock(&thread_data_lock);
 }
 
 /* ---- deferred free --------------------------------------------------------------*/

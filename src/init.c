@@ -11,11 +11,23 @@
 bool hh_process_is_initialized;
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
 
+/* Lock order: heaps (thread data, then singles), then abandoned segments. */
+static void fork_prepare(void) {
+  hh_heap_fork_prepare();
+  hh_segment_fork_prepare();
+}
+
+static void fork_release(void) {
+  hh_segment_fork_release();
+  hh_heap_fork_release();
+}
+
 static void process_init_once(void) {
   hh_os_init();
   hh_options_init();
   hh_secure_init();
   hh_heap_process_init();
+  pthread_atfork(fork_prepare, fork_release, fork_release);
   hh_process_is_initialized = true;
   hh_verbose_message("process initialised (%s build, version %d.%d.%d)", HARDHEAP_SECURE ? "secure" : "default",
                      HH_VERSION_MAJOR, HH_VERSION_MINOR, HH_VERSION_PATCH);

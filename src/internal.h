@@ -84,6 +84,9 @@ void hh_segments_collect(hh_tld_t* tld, bool force);
 /* Leave segment to the abandoned list (its thread exits with live blocks). */
 void hh_segment_abandon(hh_segment_t* segment);
 size_t hh_segments_abandoned_count(void);
+/* Take / release the segment layer's locks around fork (init.c). */
+void hh_segment_fork_prepare(void);
+void hh_segment_fork_release(void);
 /* Release a large or huge single-block segment (its block was freed):
  * large ones go to the calling thread's segment cache, huge ones unmapped. */
 void hh_segment_single_free(hh_segment_t* segment);
@@ -118,6 +121,9 @@ extern const hh_heap_t hh_heap_empty;
 extern hh_heap_t hh_heap_main;
 extern __thread hh_heap_t* hh_heap_default hh_tls_initial_exec;
 hh_heap_t* hh_heap_thread_init(void);
+/* Take / release every heap lock around fork (init.c). */
+void hh_heap_fork_prepare(void);
+void hh_heap_fork_release(void);
 /* Is heap an initialised heap of the calling thread? */
 bool hh_heap_is_mine(const hh_heap_t* heap);
 /* Track / untrack a large or huge single-block page in its heap (any thread). */

@@ -9,6 +9,8 @@
 #include <limits.h>
 #include <stdlib.h>
 
+extern char** environ;
+
 typedef struct hh_option_desc_s {
   long value;          /* current value */
   long default_value;  /* value when the environment says nothing */
@@ -21,7 +23,8 @@ typedef struct hh_option_desc_s {
 static hh_option_desc_t options[hh_option_count_] = {
   [hh_option_verbose] = {0, 0, 0, 1, true, "VERBOSE"},
   [hh_option_show_stats] = {0, 0, 0, 1, true, "SHOW_STATS"},
-  [hh_option_show_errors] = {HARDHEAP_SECURE, HARDHEAP_SECURE, 0, 1, true, "SHOW_ERRORS"},
+  [hh_option_show_errors] = {1, 1, 0, 1, true, "SHOW_ERRORS"},
+  [hh_option_max_errors] = {16, 16, -1, 1000000, false, "MAX_ERRORS"},
   [hh_option_purge_delay] = {10, 10, -1, 24L * 3600 * 1000, false, "PURGE_DELAY"},
   [hh_option_allow_large_os_pages] = {0, 0, 0, 1, true, "ALLOW_LARGE_OS_PAGES"},
   [hh_option_segment_cache] = {4, 4, 0, 1024, false, "SEGMENT_CACHE"},
@@ -79,11 +82,36 @@ static void option_read_env(hh_option_desc_t* desc) {
   }
 }
 
+/* A HARDHEAP_ variable we do not know is most likely a typo: say so. */
+static void warn_unknown_names(void) {
+  static const char prefix[] = "HARDHEAP_";
+  if (environ == NULL) return;
+  for (char** env = environ; *env != NULL; env++) {
+    const char* var = *env;
+    if (strncmp(var, prefix, sizeof(prefix) - 1) != 0) continue;
+    const char* name = var + sizeof(prefix) - 1;
+    size_t len = 0;
+    while (name[len] != 0 && name[len] != '=') len++;
+    bool known = false;
+    for (int i = 0; i < hh_option_count_ && !known; i++) {
+      known = strlen(options[i].name) == len && strncmp(options[i].name, name, len) == 0;
+    }
+    if (!known) {
+      char shown[64];
+      size_t n = len + sizeof(prefix) - 1 < sizeof(shown) - 1 ? len + sizeof(prefix) - 1 : sizeof(shown) - 1;
+      memcpy(shown, var, n);
+      shown[n] = 0;
+      hh_print("hardheap: warning: unknown option %s ignored\n", shown);
+    }
+  }
+}
+
 void hh_options_init(void) {
   for (int i = 0; i < hh_option_count_; i++) {
     if (options[i].name == NULL) hh_fatal("option %d has no table entry", i);
     option_read_env(&options[i]);
   }
+  warn_unknown_names();
   if (HARDHEAP_SECURE) options[hh_option_show_errors].value = 1;
 }
 

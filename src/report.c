@@ -149,12 +149,20 @@ void hh_warning_message(const char* fmt, ...) {
   va_end(args);
 }
 
+static _Atomic(long) errors_reported;
+
 void hh_error_message(const char* fmt, ...) {
   if (HARDHEAP_SECURE || hh_option_is_enabled(hh_option_show_errors) || hh_option_is_enabled(hh_option_verbose)) {
-    va_list args;
-    va_start(args, fmt);
-    print_line("hardheap: error: ", fmt, args);
-    va_end(args);
+    long max = hh_option_get_fast(hh_option_max_errors);
+    long n = atomic_fetch_add_explicit(&errors_reported, 1, memory_order_relaxed);
+    if (HARDHEAP_SECURE || max < 0 || n < max) {
+      va_list args;
+      va_start(args, fmt);
+      print_line("hardheap: error: ", fmt, args);
+      va_end(args);
+    } else if (n == max) {
+      hh_print("hardheap: error: further errors are not shown (HARDHEAP_MAX_ERRORS=%ld)\n", max);
+    }
   }
   if (HARDHEAP_SECURE) abort();
 }

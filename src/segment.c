@@ -473,6 +473,14 @@ void hh_segment_abandon(hh_segment_t* segment) {
   pthread_mutex_unlock(&abandoned_lock);
 }
 
+void hh_segment_fork_prepare(void) {
+  pthread_mutex_lock(&abandoned_lock);
+}
+
+void hh_segment_fork_release(void) {
+  pthread_mutex_unlock(&abandoned_lock);
+}
+
 size_t hh_segments_abandoned_count(void) {
   return atomic_load_explicit(&abandoned_count, memory_order_relaxed);
 }
