@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what building and testing hardheap needs on Debian 12 (bookworm).
 set -euo pipefail
-packages=(cmake make gcc clang libclang-rt-14-dev pkg-config check python3)
+packages=(cmake make gcc g++ clang libclang-rt-14-dev pkg-config check python3)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
