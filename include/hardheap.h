@@ -120,8 +120,9 @@ HH_API size_t hh_good_size(size_t size);
  * created to group allocations: freed all at once (hh_heap_destroy) or handed
  * back to the thread's backing heap (hh_heap_delete). A heap belongs to the
  * thread that created it: only that thread may allocate from it (others get
- * NULL + EINVAL, reported), but its blocks can be freed with hh_free from any
- * thread. When a thread exits, its heaps are deleted. */
+ * NULL + EINVAL and a report; the secure build aborts instead), but its
+ * blocks can be freed with hh_free from any thread. When a thread exits, its
+ * heaps are deleted. */
 typedef struct hh_heap_s hh_heap_t;
 
 /* A new empty heap owned by the calling thread (NULL + ENOMEM on failure). */
@@ -133,8 +134,8 @@ HH_API void hh_heap_delete(hh_heap_t* heap);
  * used, or freed by other threads, afterwards (undefined). */
 HH_API void hh_heap_destroy(hh_heap_t* heap);
 /* Make heap the calling thread's default (what hh_malloc and malloc use);
- * returns the previous default. NULL or another thread's heap: returns NULL
- * and changes nothing. */
+ * returns the previous default. NULL returns NULL; another thread's heap is
+ * reported and returns NULL (the secure build aborts). */
 HH_API hh_heap_t* hh_heap_set_default(hh_heap_t* heap);
 /* The calling thread's default heap. */
 HH_API hh_heap_t* hh_heap_get_default(void);

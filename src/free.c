@@ -155,8 +155,10 @@ void hh_free(void* p) {
 void hh_free_sized(void* p, size_t size) {
   if (HH_CHECK_FREE && p != NULL) {
     /* a size larger than the block means the caller freed the wrong object */
-    size_t usable = hh_usable_size(p);
-    if (usable != 0 && size > usable) {
+    hh_page_t* page = hh_checked_page_of(p, "free");
+    if (page == NULL) return;
+    size_t usable = page->block_size - (size_t)((uintptr_t)p - (uintptr_t)hh_page_block_of(page, p));
+    if (size > usable) {
       hh_error_message("sized free of %p with size %zu larger than its block (%zu bytes)", p, size, usable);
       return;
     }

@@ -58,8 +58,13 @@ void hh_heap_queue_first_update(hh_heap_t* heap, const hh_page_queue_t* pq) {
 }
 
 /* Initialise heap as a heap of the thread whose data is tld. */
+static void singles_lock(hh_heap_t* heap);
+static void singles_unlock(hh_heap_t* heap);
+
 static void heap_init(hh_heap_t* heap, hh_tld_t* tld) {
-  memset(heap, 0, sizeof(*heap));
+  singles_lock(heap);
+  memset(heap, 0, offsetof(hh_heap_t, singles_lock));
+  singles_unlock(heap);
   heap->tld = tld;
   for (size_t w = 0; w < HH_PAGES_DIRECT; w++) heap->pages_direct[w] = HH_DIRECT_EMPTY;
   for (size_t bin = 0; bin <= HH_BIN_LARGE_MAX; bin++) heap->pages[bin].block_size = hh_bin_size(bin);
@@ -67,8 +72,6 @@ static void heap_init(hh_heap_t* heap, hh_tld_t* tld) {
   heap->pages[HH_BIN_FULL].block_size = HH_LARGE_OBJ_SIZE_MAX + 2 * HH_MIN_ALIGN;
   heap->thread_id = hh_thread_id();
   heap->random = hh_random_seed();
-  heap->keys[0] = hh_random_next(&heap->random);
-  heap->keys[1] = hh_random_next(&heap->random);
 }
 
 static hh_thread_data_t* thread_data_alloc(void) {
@@ -80,8 +83,10 @@ static hh_thread_data_t* thread_data_alloc(void) {
   td = hh_os_alloc_aligned(sizeof(hh_thread_data_t), hh_os_page_size(), 0);
   if (td == NULL) return NULL;
   pthread_mutex_lock(&thread_data_lock);
-  td->next_all = thread_data_all;
-  thread_data_all = td;
+  hh_thread_data_t** link = &thread_data_all;  /* sorted by address: fork's lock order */
+  while (*link != NULL && *link < td) link = &(*link)->next_all;
+  td->next_all = *link;
+  *link = td;
   pthread_mutex_unlock(&thread_data_lock);
   return td;
 }
@@ -221,10 +226,20 @@ static void singles_release_all(hh_heap_t* heap) {
  * A child of a multi-threaded parent has only the forking thread: every lock
  * another thread held at fork time would stay held forever. So the parent
  * takes every allocator lock before fork and both sides release them. */
+/* Heap locks are taken in address order (thread_data_all is kept sorted by
+ * address, and the static main heap is slotted in), the same order as
+ * heap_absorb's, so fork cannot deadlock with a heap being deleted. */
 void hh_heap_fork_prepare(void) {
   pthread_mutex_lock(&thread_data_lock);
-  singles_lock(&hh_heap_main);
-  for (hh_thread_data_t* td = thread_data_all; td != NULL; td = td->next_all) singles_lock(&td->heap);
+  bool main_locked = false;
+  for (hh_thread_data_t* td = thread_data_all; td != NULL; td = td->next_all) {
+    if (!main_locked && &hh_heap_main < &td->heap) {
+      singles_lock(&hh_heap_main);
+      main_locked = true;
+    }
+    singles_lock(&td->heap);
+  }
+  if (!main_locked) singles_lock(&hh_heap_main);
 }
 
 void hh_heap_fork_release(void) {
@@ -301,8 +316,9 @@ static void heap_absorb(hh_heap_t* into, hh_heap_t* from) {
       into->page_count++;
     }
   }
-  singles_lock(from);
-  singles_lock(into);
+  /* two locks: always in address order (see hh_heap_fork_prepare) */
+  singles_lock(from < into ? from : into);
+  singles_lock(from < into ? into : from);
   hh_page_t* page = from->singles;
   while (page != NULL) {
     hh_page_t* next = page->next;
@@ -396,7 +412,9 @@ bool hh_heap_contains(const hh_heap_t* heap, const void* p) {
 }
 
 bool hh_heap_check_owned(hh_heap_t* heap, const void* p) {
-  if (!hh_heap_contains(heap, p) || !hh_heap_is_mine(heap)) return false;
+  if (!hh_heap_is_mine(heap)) return false;
+  hh_heap_delayed_free_all(heap);  /* remote frees into full pages wait there */
+  if (!hh_heap_contains(heap, p)) return false;
   hh_page_t* page = hh_segment_page_of(hh_ptr_segment(p), p);
   uintptr_t start = (uintptr_t)page->page_start;
   if ((uintptr_t)p < start || (uintptr_t)p - start >= (uintptr_t)page->capacity * page->block_size) return false;
@@ -432,6 +450,7 @@ static bool visit_page(hh_heap_t* heap, hh_page_t* page, bool all, hh_block_visi
 
 bool hh_heap_visit_blocks(hh_heap_t* heap, bool visit_all_blocks, hh_block_visit_fun* visitor, void* arg) {
   if (visitor == NULL || !heap_check_mine(heap, "visit")) return false;
+  hh_heap_delayed_free_all(heap);  /* remote frees into full pages wait there */
   for (size_t bin = 0; bin < HH_BIN_COUNT; bin++) {
     for (hh_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
       if (!visit_page(heap, page, visit_all_blocks, visitor, arg)) return false;

@@ -132,7 +132,6 @@ void hh_heap_single_unlink(hh_page_t* page);
 /* Call the registered deferred-free function, unless already inside it. */
 void hh_heap_deferred_free(hh_heap_t* heap, bool force);
 void hh_heap_delayed_free_all(hh_heap_t* heap);
-bool hh_heap_delayed_free_partial(hh_heap_t* heap);
 void hh_heap_queue_first_update(hh_heap_t* heap, const hh_page_queue_t* pq);
 void hh_heap_process_init(void);
 

@@ -3,8 +3,8 @@
  * Linked into the library so that preloading it (LD_PRELOAD) or linking it
  * replaces the C library's whole malloc family, including glibc's internal
  * __libc_ entry points and its introspection calls, so programs that call
- * them keep working. Each name forwards to its hh_ counterpart; with
- * -Bsymbolic-functions that is a single direct jump. */
+ * them keep working. Each name forwards to its hh_ counterpart; linked with
+ * -Bsymbolic-functions the forward is one direct jump, not a PLT call. */
 #include "internal.h"
 
 #include <malloc.h>

@@ -32,7 +32,7 @@
 #if HARDHEAP_SECURE != 0 && HARDHEAP_SECURE != 1
 #error "HARDHEAP_SECURE must be 0 or 1"
 #endif
-#define HH_ENCODE_FREELIST HARDHEAP_SECURE /* encode free-list links (secure.h) */
+#define HH_ENCODE_FREELIST HARDHEAP_SECURE /* encode free-list links (internal.h:hh_encode_link) */
 #define HH_CHECK_FREE HARDHEAP_SECURE      /* validate pointers on free (free.c) */
 
 /* ---- layout constants -------------------------------------------------------*/
@@ -62,8 +62,9 @@
 
 /* Size classes ("bins"): 16-byte steps up to 128 bytes, then eight classes
  * per power of two, so a request of n >= 128 wastes less than n/8 (12.5%).
- * Bin 0 is unused; bin HH_BIN_HUGE is the queue of huge pages and
- * HH_BIN_FULL the queue of pages with no free block. page.c:hh_bin. */
+ * Bin 0 is unused; HH_BIN_HUGE marks single-block (large and huge) pages,
+ * which are listed in heap->singles rather than queued; HH_BIN_FULL is the
+ * queue of pages with no free block. internal.h:hh_bin. */
 #define HH_BIN_LARGE_MAX 120          /* bin of HH_LARGE_OBJ_SIZE_MAX (2 MiB) */
 #define HH_BIN_HUGE (HH_BIN_LARGE_MAX + 1)
 #define HH_BIN_FULL (HH_BIN_HUGE + 1)
@@ -86,7 +87,7 @@ typedef struct hh_tld_s hh_tld_t;
 
 /* ---- blocks -----------------------------------------------------------------
  * A free block holds one word: the link to the next free block, encoded in
- * the secure build (secure.h:hh_block_next). An allocated block has no
+ * the secure build (internal.h:hh_block_next). An allocated block has no
  * header at all. */
 typedef uintptr_t hh_encoded_t;
 typedef struct hh_block_s {
@@ -102,7 +103,8 @@ typedef struct hh_block_s {
  *                owner learns the page has room again (then NO_DELAYED)
  *   FREEING      transient, while a remote thread reads page->heap
  *   NO_DELAYED   normal: push onto the page's own thread_free list
- *   NEVER        like NO_DELAYED, and never switched back (huge pages) */
+ *   NEVER        like NO_DELAYED, and not switched by page_to_full: single-block
+ *                pages, and every page while its heap is deleted or abandoned */
 typedef enum hh_delayed_e {
   HH_USE_DELAYED_FREE = 0,
   HH_DELAYED_FREEING = 1,
@@ -114,9 +116,9 @@ typedef enum hh_delayed_e {
  * Invariant (for a page in use, with thread_free drained):
  *   used + |free| + |local_free| == capacity <= reserved
  * Remote frees on thread_free are still counted in used until the owner
- * collects them (page.c:hh_page_collect_thread_free). */
+ * collects them (page.c:page_collect_thread_free). */
 struct hh_page_s {
-  /* hot fields first: alloc.c:hh_page_malloc, free.c:hh_free touch only these */
+  /* hot fields first: alloc.c:page_pop, free.c:hh_free touch only these */
   hh_block_t* free;                 /* blocks ready to allocate (popped by malloc) */
   uint32_t used;                    /* blocks handed out and not yet freed (incl. thread_free) */
   _Atomic(uint8_t) flags;           /* HH_PAGE_IN_FULL | HH_PAGE_HAS_ALIGNED: one test in free; written by
@@ -132,7 +134,7 @@ struct hh_page_s {
   uint32_t reserved;                /* blocks that fit in the page */
   _Atomic(uintptr_t) thread_free;   /* remote-free list head | hh_delayed_t in low 2 bits */
   _Atomic(hh_heap_t*) heap;         /* owning heap; read by remote threads for delayed free */
-  uintptr_t keys[2];                /* secure: per-page keys encoding free-list links (secure.h) */
+  uintptr_t keys[2];                /* secure: per-page keys encoding free-list links (internal.h) */
   hh_page_t* next;                  /* next page in its heap queue */
   hh_page_t* prev;                  /* previous page in its heap queue */
   uint16_t segment_idx;             /* index of this page in segment->pages */
@@ -151,7 +153,7 @@ _Static_assert(sizeof(struct hh_page_s) == 128, "hh_page_t must stay 128 bytes (
 typedef enum hh_segment_kind_e {
   HH_SEGMENT_SMALL,   /* 64 small pages */
   HH_SEGMENT_MEDIUM,  /* 8 medium pages */
-  HH_SEGMENT_LARGE,   /* one page, one block of up to HH_LARGE_OBJ_SIZE_MAX */
+  HH_SEGMENT_LARGE,   /* one block (128 KiB .. 2 MiB asked; may grow in place to the segment size) */
   HH_SEGMENT_HUGE     /* one page, one block, any size; segment_size fits the block */
 } hh_segment_kind_t;
 
@@ -164,7 +166,8 @@ struct hh_segment_s {
   size_t block_offset;              /* huge aligned segments: offset of the block, else 0 */
   hh_segment_t* next;               /* next segment in the tld free queue or cache */
   hh_segment_t* prev;               /* previous segment in the tld free queue */
-  _Atomic(uintptr_t) thread_id;     /* owning thread (hh_thread_id), 0 when abandoned */
+  _Atomic(uintptr_t) thread_id;     /* owning thread (hh_thread_id); 0 when abandoned, and for live
+                                       large/huge segments, which whoever frees the block claims */
   hh_tld_t* tld;                    /* owning thread's data (for queue membership) */
   hh_segment_kind_t kind;           /* page layout */
   uint32_t page_shift;              /* log2 of the page size; 63 for large/huge (one page) */
@@ -188,17 +191,18 @@ typedef struct hh_page_queue_s {
 struct hh_heap_s {
   hh_tld_t* tld;                                 /* thread-local data of the owning thread */
   hh_page_t* pages_direct[HH_PAGES_DIRECT];      /* fast path: wsize -> page to allocate from */
-  hh_page_queue_t pages[HH_BIN_COUNT];           /* per-bin page queues + huge + full */
+  hh_page_queue_t pages[HH_BIN_COUNT];           /* per-bin page queues (+ unused huge slot) + full */
   _Atomic(hh_block_t*) thread_delayed_free;      /* remote frees into full pages (free.c) */
   uintptr_t thread_id;                           /* owning thread, hh_thread_id() */
-  uintptr_t keys[2];                             /* secure: seeds for new page keys */
   uint64_t random;                               /* state of the heap's PRNG (secure.c) */
   size_t page_count;                             /* pages owned by this heap */
   hh_page_t* retired[HH_RETIRED_MAX];            /* empty pages kept a while (page.c:hh_page_retire) */
   size_t retired_count;                          /* entries used in retired */
   hh_page_t* singles;                            /* large/huge single-block pages (linked by next/prev) */
-  _Atomic(bool) singles_lock;                    /* guards singles: remote frees unlink from it */
   hh_heap_t* next;                               /* next first-class heap of the same thread */
+  /* last: heap.c:heap_init re-initialises a pooled heap up to here, under
+   * this lock, because a remote free may still be releasing it */
+  _Atomic(bool) singles_lock;                    /* guards singles: remote frees unlink from it */
 };
 
 /* ---- thread-local data ----------------------------------------------------*/
