@@ -46,6 +46,9 @@ static bool page_check_pointer(const hh_segment_t* segment, const hh_page_t* pag
 
 /* ---- freeing a block on its owner thread ------------------------------------------*/
 static void free_block_local(hh_page_t* page, hh_block_t* block) {
+  hh_assert(atomic_load_explicit(&hh_page_segment(page)->thread_id, memory_order_relaxed) == hh_thread_id());
+  hh_assert(atomic_load_explicit(&page->heap, memory_order_relaxed) != NULL &&
+            atomic_load_explicit(&page->heap, memory_order_relaxed)->thread_id == hh_thread_id());
   if (HH_CHECK_FREE && hh_unlikely(hh_is_double_free(page, block))) {
     hh_error_message("double free of %p (size class %zu)", (void*)block, page->block_size);
     return;
@@ -143,6 +146,8 @@ void hh_free(void* p) {
   if (!HH_CHECK_FREE &&
       hh_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hh_thread_id() && hh_page_flags(page) == 0)) {
     hh_block_t* block = (hh_block_t*)p;
+    hh_assert(atomic_load_explicit(&page->heap, memory_order_relaxed) != NULL &&
+              atomic_load_explicit(&page->heap, memory_order_relaxed)->thread_id == hh_thread_id());
     hh_block_set_next(page, block, page->local_free);
     page->local_free = block;
     if (hh_unlikely(--page->used == 0)) hh_page_retire(page);

@@ -466,12 +466,6 @@ bool hh_heap_visit_blocks(hh_heap_t* heap, bool visit_all_blocks, hh_block_visit
 }
 
 /* ---- thread exit ---------------------------------------------------------------*/
-static void page_abandon_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page, bool force) {
-  (void)heap; (void)pq; (void)force;
-  atomic_store_explicit(&page->heap, NULL, memory_order_release);
-  hh_segment_abandon(hh_page_segment(page));
-}
-
 static void thread_done(void* value) {
   hh_heap_t* heap = value;
   if (heap == NULL || !hh_heap_is_initialized(heap)) return;
@@ -488,7 +482,14 @@ static void thread_done(void* value) {
    * 3. leave the rest to whichever thread reclaims it. */
   heap_visit_pages(heap, page_never_delayed_visitor, false);
   hh_heap_collect(heap, true);
-  heap_visit_pages(heap, page_abandon_visitor, false);
+  hh_segment_t* abandoned = NULL;
+  for (size_t bin = 0; bin < HH_BIN_COUNT; bin++) {
+    for (hh_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
+      atomic_store_explicit(&page->heap, NULL, memory_order_release);
+      hh_segment_abandon_prepare(hh_page_segment(page), &abandoned);
+    }
+  }
+  hh_segment_abandon_publish(abandoned);  /* the pages are not ours to touch after this */
   singles_release_all(heap);
   hh_segments_collect(tld, true);
   hh_heap_default = (hh_heap_t*)&hh_heap_empty;

@@ -81,8 +81,11 @@ extern uintptr_t hh_process_cookie;
 hh_page_t* hh_segment_page_alloc(hh_heap_t* heap, size_t block_size, size_t alignment);
 void hh_segment_page_free(hh_page_t* page, bool force);
 void hh_segments_collect(hh_tld_t* tld, bool force);
-/* Leave segment to the abandoned list (its thread exits with live blocks). */
-void hh_segment_abandon(hh_segment_t* segment);
+/* Leave segments to the abandoned list (their thread exits with live
+ * blocks): prepare detaches one from its thread onto a private list
+ * (idempotent), publish hands the whole list over. */
+void hh_segment_abandon_prepare(hh_segment_t* segment, hh_segment_t** list);
+void hh_segment_abandon_publish(hh_segment_t* list);
 size_t hh_segments_abandoned_count(void);
 /* Take / release the segment layer's locks around fork (init.c). */
 void hh_segment_fork_prepare(void);
@@ -298,6 +301,7 @@ static inline bool hh_page_is_valid_link(const hh_page_t* page, const hh_block_t
  * point into the same page aborts. */
 static inline hh_block_t* hh_block_next(const hh_page_t* page, const hh_block_t* block) {
   hh_block_t* next = hh_decode_link(page, block, block->next);
+  hh_assert(hh_page_is_valid_link(page, next));
   if (HH_ENCODE_FREELIST && hh_unlikely(!hh_page_is_valid_link(page, next))) {
     hh_report_corrupt_link(page, block, (uintptr_t)next);
   }

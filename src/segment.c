@@ -457,19 +457,37 @@ static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
 static hh_segment_t* abandoned;           /* singly linked through next */
 static _Atomic(size_t) abandoned_count;
 
-void hh_segment_abandon(hh_segment_t* segment) {
+/* Abandoning is two steps because another thread may reclaim a segment
+ * the moment it is published: first every segment is detached from its
+ * thread while the exiting thread still walks its pages, then all are
+ * published at once, after which the exiting thread touches none of them. */
+void hh_segment_abandon_prepare(hh_segment_t* segment, hh_segment_t** list) {
   hh_tld_t* tld = segment->tld;
-  if (tld == NULL) return;  /* already abandoned */
+  if (tld == NULL) return;  /* already on the list */
   if (segment->in_free_queue) segment_queue_remove(free_queue_of(tld, segment), segment);
   tld->segments.count--;
   tld->segments.purge_pending -= segment->purge_pending;
   segment->tld = NULL;
-  atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
-  pthread_mutex_lock(&abandoned_lock);
   segment->prev = NULL;
-  segment->next = abandoned;
-  abandoned = segment;
-  atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+  segment->next = *list;
+  *list = segment;
+}
+
+void hh_segment_abandon_publish(hh_segment_t* list) {
+  if (list == NULL) return;
+  size_t count = 0;
+  hh_segment_t* last = list;
+  for (hh_segment_t* s = list; s != NULL; s = s->next) {
+    /* from here on, frees by any thread (even one that reuses the exiting
+     * thread's id) are remote frees */
+    atomic_store_explicit(&s->thread_id, 0, memory_order_release);
+    last = s;
+    count++;
+  }
+  pthread_mutex_lock(&abandoned_lock);
+  last->next = abandoned;
+  abandoned = list;
+  atomic_fetch_add_explicit(&abandoned_count, count, memory_order_relaxed);
   pthread_mutex_unlock(&abandoned_lock);
 }
 
