@@ -324,8 +324,10 @@ static hh_page_t* queue_find_free(hh_heap_t* heap, hh_page_queue_t* pq, size_t b
       if (!page_to_full(heap, page, pq)) return page;
       page = next;
     }
-    /* Before mapping new memory, adopt a segment some exited thread left. */
-    if (attempt == 0 && !hh_segment_try_reclaim(heap)) break;
+    /* Before mapping new memory, adopt a segment some exited thread left.
+     * Its blocks go to the backing heap, never to a first-class heap, which
+     * hh_heap_destroy could then free from under their owners. */
+    if (attempt == 0 && !hh_segment_try_reclaim(heap->tld->heap_backing)) break;
   }
   return page_fresh(heap, pq, pq->block_size, bin);
 }
