@@ -164,7 +164,7 @@ void hh_heap_collect(hh_heap_t* heap, bool force) {
   if (!hh_heap_is_mine(heap)) return;
   hh_heap_deferred_free(heap, force);
   hh_heap_delayed_free_all(heap);
-  hh_heap_collect_retired(heap, force);
+  hh_heap_collect_retired(heap, force, force);
   heap_visit_pages(heap, page_collect_visitor, force);
   hh_segments_collect(heap->tld, force);
 }
@@ -229,7 +229,10 @@ static void singles_release_all(hh_heap_t* heap) {
 /* Heap locks are taken in address order (thread_data_all is kept sorted by
  * address, and the static main heap is slotted in), the same order as
  * heap_absorb's, so fork cannot deadlock with a heap being deleted. */
+static pthread_mutex_t deferred_lock;
+
 void hh_heap_fork_prepare(void) {
+  pthread_mutex_lock(&deferred_lock);
   pthread_mutex_lock(&thread_data_lock);
   bool main_locked = false;
   for (hh_thread_data_t* td = thread_data_all; td != NULL; td = td->next_all) {
@@ -246,22 +249,44 @@ void hh_heap_fork_release(void) {
   for (hh_thread_data_t* td = thread_data_all; td != NULL; td = td->next_all) singles_unlock(&td->heap);
   singles_unlock(&hh_heap_main);
   pthread_mutex_unlock(&thread_data_lock);
+  pthread_mutex_unlock(&deferred_lock);
 }
 
 /* ---- deferred free --------------------------------------------------------------*/
+/* The function and its argument change together: writers (serialised by a
+ * mutex) bump a sequence number around the update; readers retry until they
+ * saw an even, unchanged sequence, so they never pair one registration's
+ * function with another's argument. */
+static pthread_mutex_t deferred_lock = PTHREAD_MUTEX_INITIALIZER;  /* declared above, for fork */
+static _Atomic(unsigned long) deferred_seq;
 static _Atomic(hh_deferred_free_fun*) deferred_fn;
 static _Atomic(void*) deferred_arg;
 
 void hh_register_deferred_free(hh_deferred_free_fun* fn, void* arg) {
+  pthread_mutex_lock(&deferred_lock);
+  atomic_fetch_add_explicit(&deferred_seq, 1, memory_order_relaxed);  /* odd: update under way */
+  atomic_thread_fence(memory_order_release);
+  atomic_store_explicit(&deferred_fn, fn, memory_order_relaxed);
   atomic_store_explicit(&deferred_arg, arg, memory_order_relaxed);
-  atomic_store_explicit(&deferred_fn, fn, memory_order_release);
+  atomic_fetch_add_explicit(&deferred_seq, 1, memory_order_release);  /* even: done */
+  pthread_mutex_unlock(&deferred_lock);
 }
 
 void hh_heap_deferred_free(hh_heap_t* heap, bool force) {
-  hh_deferred_free_fun* fn = atomic_load_explicit(&deferred_fn, memory_order_acquire);
-  if (fn == NULL || heap->tld->in_deferred) return;
+  if (atomic_load_explicit(&deferred_fn, memory_order_relaxed) == NULL || heap->tld->in_deferred) return;
+  hh_deferred_free_fun* fn;
+  void* arg;
+  for (;;) {
+    unsigned long before = atomic_load_explicit(&deferred_seq, memory_order_acquire);
+    fn = atomic_load_explicit(&deferred_fn, memory_order_relaxed);
+    arg = atomic_load_explicit(&deferred_arg, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if ((before & 1) == 0 && atomic_load_explicit(&deferred_seq, memory_order_relaxed) == before) break;
+    sched_yield();
+  }
+  if (fn == NULL) return;
   heap->tld->in_deferred = true;
-  fn(force, (unsigned long long)heap->tld->heartbeat, atomic_load_explicit(&deferred_arg, memory_order_relaxed));
+  fn(force, (unsigned long long)heap->tld->heartbeat, arg);
   heap->tld->in_deferred = false;
 }
 
@@ -481,7 +506,12 @@ static void thread_done(void* value) {
    * 2. take in what they sent and free every empty page,
    * 3. leave the rest to whichever thread reclaims it. */
   heap_visit_pages(heap, page_never_delayed_visitor, false);
-  hh_heap_collect(heap, true);
+  hh_heap_deferred_free(heap, true);
+  hh_heap_delayed_free_all(heap);
+  /* Free every empty page, but leave purging to the delay: a new thread
+   * usually wants the same memory right away (thread churn). */
+  hh_heap_collect_retired(heap, true, false);
+  heap_visit_pages(heap, page_collect_visitor, false);
   hh_segment_t* abandoned = NULL;
   for (size_t bin = 0; bin < HH_BIN_COUNT; bin++) {
     for (hh_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
@@ -491,7 +521,7 @@ static void thread_done(void* value) {
   }
   hh_segment_abandon_publish(abandoned);  /* the pages are not ours to touch after this */
   singles_release_all(heap);
-  hh_segments_collect(tld, true);
+  hh_segments_thread_exit(tld);
   hh_heap_default = (hh_heap_t*)&hh_heap_empty;
   if (heap == &hh_heap_main) {
     heap_init(heap, &tld_main);  /* clean, but unowned: main_heap_claimed stays set */

@@ -81,6 +81,8 @@ extern uintptr_t hh_process_cookie;
 hh_page_t* hh_segment_page_alloc(hh_heap_t* heap, size_t block_size, size_t alignment);
 void hh_segment_page_free(hh_page_t* page, bool force);
 void hh_segments_collect(hh_tld_t* tld, bool force);
+/* An exiting thread's empty segments go to the global cache (or the OS). */
+void hh_segments_thread_exit(hh_tld_t* tld);
 /* Leave segments to the abandoned list (their thread exits with live
  * blocks): prepare detaches one from its thread onto a private list
  * (idempotent), publish hands the whole list over. */
@@ -105,7 +107,8 @@ extern const hh_page_t hh_page_empty;
 size_t hh_bin_size(size_t bin);
 void* hh_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t huge_alignment);
 void hh_page_collect_free(hh_page_t* page, bool force);
-void hh_page_free(hh_page_t* page, hh_page_queue_t* pq, bool force);
+/* Return page to its segment; purge: give its memory back to the OS now. */
+void hh_page_free(hh_page_t* page, hh_page_queue_t* pq, bool purge);
 void hh_page_retire(hh_page_t* page);
 void hh_page_unfull(hh_page_t* page);
 void hh_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool override_never);
@@ -114,7 +117,9 @@ void hh_page_queue_push_back(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* pa
 /* Is block on one of page's free lists (free, local_free, thread_free)? */
 bool hh_page_block_is_free(const hh_page_t* page, const hh_block_t* block);
 hh_page_queue_t* hh_page_queue_of(hh_heap_t* heap, const hh_page_t* page);
-void hh_heap_collect_retired(hh_heap_t* heap, bool force);
+/* Free retired pages whose time is up (all of them with free_all); purge
+ * returns their memory to the OS at once instead of after the delay. */
+void hh_heap_collect_retired(hh_heap_t* heap, bool free_all, bool purge);
 /* Adopt a page of a reclaimed segment into heap, or free it if all its
  * blocks came back (then returns true). */
 bool hh_page_reclaim(hh_heap_t* heap, hh_page_t* page);

@@ -278,15 +278,15 @@ void hh_page_retire(hh_page_t* page) {
   hh_page_free(page, hh_page_queue_of(heap, page), false);
 }
 
-void hh_heap_collect_retired(hh_heap_t* heap, bool force) {
+void hh_heap_collect_retired(hh_heap_t* heap, bool free_all, bool purge) {
   size_t i = 0;
   while (i < heap->retired_count) {
     hh_page_t* page = heap->retired[i];
     if (!hh_page_all_free(page)) {
       retired_remove(heap, page);  /* in use again */
-    } else if (force || page->retire_expire <= 1) {
+    } else if (free_all || page->retire_expire <= 1) {
       retired_remove(heap, page);
-      hh_page_free(page, hh_page_queue_of(heap, page), force);
+      hh_page_free(page, hh_page_queue_of(heap, page), purge);
     } else {
       page->retire_expire--;
       i++;
@@ -382,7 +382,7 @@ void* hh_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t huge_ali
   hh_tld_t* tld = heap->tld;
   tld->heartbeat++;
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL) hh_heap_delayed_free_all(heap);
-  if (heap->retired_count != 0) hh_heap_collect_retired(heap, false);
+  if (heap->retired_count != 0) hh_heap_collect_retired(heap, false, false);
   if ((tld->heartbeat & 63) == 0) {
     hh_segments_collect(tld, false);
     hh_heap_deferred_free(heap, false);

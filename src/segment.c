@@ -87,6 +87,14 @@ static hh_segment_queue_t* free_queue_of(hh_tld_t* tld, const hh_segment_t* segm
   return NULL;
 }
 
+static void segment_queue_push_front(hh_segment_queue_t* q, hh_segment_t* segment) {
+  segment->prev = NULL;
+  segment->next = q->first;
+  if (q->first != NULL) q->first->prev = segment; else q->last = segment;
+  q->first = segment;
+  segment->in_free_queue = true;
+}
+
 static void segment_queue_push(hh_segment_queue_t* q, hh_segment_t* segment) {
   segment->next = NULL;
   segment->prev = q->last;
@@ -171,13 +179,112 @@ static void segment_setup(hh_segment_t* segment, hh_tld_t* tld, hh_segment_kind_
   segment->in_free_queue = false;
 }
 
+/* ---- the global cache of empty segments ---------------------------------------
+ * An exiting thread leaves its empty segments here instead of unmapping
+ * them, so the next thread (thread churn, as in servers that spawn workers)
+ * reuses resident memory instead of faulting fresh pages in. Bounded, and
+ * entries older than the purge delay have their memory returned to the OS.
+ * Guarded by abandoned_lock (declared below; fork handlers take it). */
+#define HH_GLOBAL_CACHE_MAX 8
+static void segment_unmap(hh_segment_t* segment);
+static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+static hh_segment_t* global_cache;       /* newest first, linked by next */
+static size_t global_cache_count;
+
+/* Purge every page slot of an empty segment with one madvise. */
+static void segment_purge_all(hh_segment_t* segment) {
+  size_t resident = 0;
+  for (uint32_t i = 0; i < segment->page_count; i++) {
+    hh_page_t* page = &segment->pages[i];
+    if (page->purge_expire != 0) purge_cancel(segment, page);
+    if (page->is_purged) continue;
+    size_t size;
+    (void)hh_segment_page_area(segment, page, &size);
+    resident += size;
+    page->is_purged = 1;
+    page->is_zero_init = 1;
+  }
+  if (resident == 0) return;
+  if (hh_os_purge((uint8_t*)segment + segment->info_size, segment->segment_size - segment->info_size)) {
+    hh_stat_sub(&hh_stats.committed, resident);
+  }
+}
+
+static void global_cache_purge_expired(uint64_t now) {
+  long delay = hh_option_get_fast(hh_option_purge_delay);
+  if (delay < 0) return;
+  for (hh_segment_t* s = global_cache; s != NULL; s = s->next) {
+    if (s->cached_ms + (uint64_t)delay <= now) segment_purge_all(s);
+  }
+}
+
+static void segment_to_global_cache(hh_segment_t* segment) {
+  uint64_t now = hh_os_clock_ms();
+  segment->tld = NULL;
+  atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
+  segment->cached_ms = now;
+  pthread_mutex_lock(&abandoned_lock);
+  bool kept = global_cache_count < HH_GLOBAL_CACHE_MAX;
+  if (kept) {
+    segment->next = global_cache;
+    global_cache = segment;
+    global_cache_count++;
+    global_cache_purge_expired(now);
+  }
+  pthread_mutex_unlock(&abandoned_lock);
+  if (!kept) {
+    hh_stat_sub(&hh_stats.segments_cached, 1);
+    segment_unmap(segment);
+  }
+}
+
+static hh_segment_t* global_cache_pop(void) {
+  if (global_cache == NULL) return NULL;  /* racy peek: a miss only costs an mmap */
+  pthread_mutex_lock(&abandoned_lock);
+  hh_segment_t* segment = global_cache;
+  if (segment != NULL) {
+    global_cache = segment->next;
+    global_cache_count--;
+    global_cache_purge_expired(hh_os_clock_ms());
+  }
+  pthread_mutex_unlock(&abandoned_lock);
+  return segment;
+}
+
+void hh_segments_thread_exit(hh_tld_t* tld) {
+  hh_segments_collect(tld, false);
+  while (tld->segments.cache != NULL) {
+    hh_segment_t* segment = tld->segments.cache;
+    tld->segments.cache = segment->next;
+    tld->segments.cache_count--;
+    tld->segments.purge_pending -= segment->purge_pending;
+    segment_to_global_cache(segment);
+  }
+}
+
+static void global_cache_flush(void) {
+  for (;;) {
+    hh_segment_t* segment = global_cache_pop();
+    if (segment == NULL) return;
+    hh_stat_sub(&hh_stats.segments_cached, 1);
+    segment_unmap(segment);
+  }
+}
+
 /* Take an empty segment from the thread's cache. Its page memory is zero
  * only where a page was purged, so the kind's first page decides. */
 static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
   hh_segment_t* segment = tld->segments.cache;
-  if (segment == NULL) return NULL;
-  tld->segments.cache = segment->next;
-  tld->segments.cache_count--;
+  if (segment != NULL) {
+    tld->segments.cache = segment->next;
+    tld->segments.cache_count--;
+  } else {
+    segment = global_cache_pop();
+    if (segment == NULL) return NULL;
+    segment->tld = tld;
+    atomic_store_explicit(&segment->thread_id, hh_thread_id(), memory_order_relaxed);
+    tld->segments.purge_pending += segment->purge_pending;
+  }
   hh_stat_sub(&hh_stats.segments_cached, 1);
 
   /* Re-cut the segment: unpurged memory of the old layout is not zero, and
@@ -422,8 +529,11 @@ void hh_segment_page_free(hh_page_t* page, bool force) {
   page_schedule_purge(segment, page, force);
   if (segment->used == 0) {
     segment_free(segment, tld, force);
-  } else if (!segment->in_free_queue) {
-    segment_queue_push(free_queue_of(tld, segment), segment);
+  } else {
+    /* most recently freed first: its memory is still resident */
+    hh_segment_queue_t* q = free_queue_of(tld, segment);
+    if (segment->in_free_queue) segment_queue_remove(q, segment);
+    segment_queue_push_front(q, segment);
   }
 }
 
@@ -435,6 +545,7 @@ void hh_segments_collect(hh_tld_t* tld, bool force) {
     for (hh_segment_t* s = queues[q]->first; s != NULL; s = s->next) segment_purge_expired(s, now, force);
   }
   if (force) {
+    global_cache_flush();
     while (tld->segments.cache != NULL) {
       hh_segment_t* segment = tld->segments.cache;
       tld->segments.cache = segment->next;
@@ -453,7 +564,6 @@ void hh_segments_collect(hh_tld_t* tld, bool force) {
  * thread_free lists. A thread that needs a new segment first adopts one from
  * the list: its pages join that thread's heap, or are freed when all their
  * blocks have come back. */
-static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
 static hh_segment_t* abandoned;           /* singly linked through next */
 static _Atomic(size_t) abandoned_count;
 

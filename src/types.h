@@ -175,6 +175,7 @@ struct hh_segment_s {
   uint32_t used;                    /* pages in use */
   uint32_t purge_pending;           /* free pages with a purge_expire set */
   bool in_free_queue;               /* linked in tld->small_free / medium_free */
+  uint64_t cached_ms;               /* when it entered the global cache (segment.c), for purging */
   hh_page_t pages[];                /* page descriptors, page_count of them */
 };
 
