@@ -182,7 +182,8 @@ HH_API void hh_heap_collect(hh_heap_t* heap, bool force);
  * "heartbeat"), for programs that free memory lazily, e.g. reference-count
  * release queues. heartbeat counts slow-path calls; force is true when
  * called from hh_collect(true). It may allocate and free (it is not
- * re-entered). Registering NULL removes it. */
+ * re-entered). It is also called, with force, when a thread exits.
+ * Registering NULL removes it. */
 typedef void(hh_deferred_free_fun)(bool force, unsigned long long heartbeat, void* arg);
 HH_API void hh_register_deferred_free(hh_deferred_free_fun* fn, void* arg);
 

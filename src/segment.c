@@ -189,7 +189,7 @@ static void segment_setup(hh_segment_t* segment, hh_tld_t* tld, hh_segment_kind_
 static void segment_unmap(hh_segment_t* segment);
 static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
 static hh_segment_t* global_cache;       /* newest first, linked by next */
-static size_t global_cache_count;
+static _Atomic(size_t) global_cache_count;  /* written under the lock, peeked without it */
 
 /* Purge every page slot of an empty segment with one madvise. */
 static void segment_purge_all(hh_segment_t* segment) {
@@ -224,11 +224,11 @@ static void segment_to_global_cache(hh_segment_t* segment) {
   atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
   segment->cached_ms = now;
   pthread_mutex_lock(&abandoned_lock);
-  bool kept = global_cache_count < HH_GLOBAL_CACHE_MAX;
+  bool kept = atomic_load_explicit(&global_cache_count, memory_order_relaxed) < HH_GLOBAL_CACHE_MAX;
   if (kept) {
     segment->next = global_cache;
     global_cache = segment;
-    global_cache_count++;
+    atomic_fetch_add_explicit(&global_cache_count, 1, memory_order_relaxed);
     global_cache_purge_expired(now);
   }
   pthread_mutex_unlock(&abandoned_lock);
@@ -239,12 +239,12 @@ static void segment_to_global_cache(hh_segment_t* segment) {
 }
 
 static hh_segment_t* global_cache_pop(void) {
-  if (global_cache == NULL) return NULL;  /* racy peek: a miss only costs an mmap */
+  if (atomic_load_explicit(&global_cache_count, memory_order_relaxed) == 0) return NULL;  /* a stale miss costs an mmap */
   pthread_mutex_lock(&abandoned_lock);
   hh_segment_t* segment = global_cache;
   if (segment != NULL) {
     global_cache = segment->next;
-    global_cache_count--;
+    atomic_fetch_sub_explicit(&global_cache_count, 1, memory_order_relaxed);
     global_cache_purge_expired(hh_os_clock_ms());
   }
   pthread_mutex_unlock(&abandoned_lock);

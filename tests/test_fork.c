@@ -29,7 +29,7 @@ static void* worker(void* arg) {
   while (!atomic_load(&stop)) {
     x ^= x << 13; x ^= x >> 7; x ^= x << 17;
     size_t size = (x % 8 == 0) ? 200000 + x % 3000000 : 16 + x % 2000;  /* some large and huge */
-    void* p = malloc(size);
+    void* p = hh_malloc(size);
     if (p == NULL) abort();
     memset(p, (int)x, size < 256 ? size : 256);
     /* swap with a shared slot: blocks get freed by other threads */
@@ -37,7 +37,7 @@ static void* worker(void* arg) {
     void* old = shared_slot[x % 64];
     shared_slot[x % 64] = p;
     pthread_mutex_unlock(&shared_lock);
-    free(old);
+    hh_free(old);
   }
   return NULL;
 }
@@ -47,16 +47,16 @@ static int child_work(void) {
   void* blocks[1000];
   for (int round = 0; round < 3; round++) {
     for (int i = 0; i < 1000; i++) {
-      blocks[i] = malloc((size_t)(i % 7 == 0 ? 300000 : 16 + i * 3));
+      blocks[i] = hh_malloc((size_t)(i % 7 == 0 ? 300000 : 16 + i * 3));
       if (blocks[i] == NULL) return 2;
       memset(blocks[i], 0x5a, 16);
     }
-    for (int i = 0; i < 1000; i++) free(blocks[i]);
+    for (int i = 0; i < 1000; i++) hh_free(blocks[i]);
   }
-  for (int i = 0; i < 64; i++) free(shared_slot[i]);  /* blocks owned by threads that do not exist here */
-  void* big = malloc(5u << 20);
+  for (int i = 0; i < 64; i++) hh_free(shared_slot[i]);  /* blocks owned by threads that do not exist here */
+  void* big = hh_malloc(5u << 20);
   if (big == NULL) return 3;
-  free(big);
+  hh_free(big);
   return 0;
 }
 
@@ -90,7 +90,7 @@ START_TEST(test_fork_while_threads_allocate) {
   atomic_store(&stop, true);
   for (int i = 0; i < WORKERS; i++) pthread_join(threads[i], NULL);
   for (int i = 0; i < 64; i++) {
-    free(shared_slot[i]);
+    hh_free(shared_slot[i]);
     shared_slot[i] = NULL;
   }
   ck_assert_msg(timeouts == 0, "%d of %d children hung (allocator lock held across fork?)", timeouts, FORKS);
