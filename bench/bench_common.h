@@ -5,12 +5,15 @@
  * monotonic clock, a 64-bit FNV-1a style checksum, and the one-line result
  * report that bench/run.sh parses:
  *
- *   RESULT bench=<name> iters=<n> time_s=<x> maxrss_kb=<y> checksum=<hex>
- *          errors=<n> malloc_from=<path of the object that defines malloc>
+ *   RESULT bench=<name> [threads=<t>] iters=<n> time_s=<x> maxrss_kb=<y>
+ *          checksum=<hex> errors=<n> malloc_from=<path of the object that
+ *          defines malloc>
  *
- * (printed on one line). The checksum depends only on the request sequence
- * and on the bytes read back from the blocks, so every correct allocator
- * prints the same value for the same iteration count.
+ * (printed on one line; threads= only from the multi-threaded programs).
+ * The checksum depends only on the request sequence and on the bytes read
+ * back from the blocks, so every correct allocator prints the same value for
+ * the same iteration count (and thread count). Multi-threaded programs must
+ * keep it independent of scheduling.
  */
 #ifndef HARDHEAP_BENCH_COMMON_H
 #define HARDHEAP_BENCH_COMMON_H
@@ -114,11 +117,42 @@ static inline uint64_t bench_parse_iters(int argc, char **argv, uint64_t dflt) {
     return (uint64_t)v;
 }
 
+/* Parse argv[idx] as a positive integer no larger than max (0: no limit).
+ * A missing argument gives dflt, or is a usage error when dflt is 0. */
+static inline uint64_t bench_parse_arg(int argc, char **argv, int idx, uint64_t dflt,
+                                       uint64_t max, const char *usage) {
+    if (argc <= idx) {
+        if (dflt == 0) {
+            fprintf(stderr, "%s\n", usage);
+            exit(2);
+        }
+        return dflt;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(argv[idx], &end, 10);
+    if (errno || end == argv[idx] || *end != '\0' || v == 0 || (max && v > max)) {
+        fprintf(stderr, "%s\n", usage);
+        exit(2);
+    }
+    return (uint64_t)v;
+}
+
 static inline void bench_report(const char *name, uint64_t iters, double secs,
                                 uint64_t checksum, uint64_t errors) {
     printf("RESULT bench=%s iters=%" PRIu64 " time_s=%.6f maxrss_kb=%ld "
            "checksum=%016" PRIx64 " errors=%" PRIu64 " malloc_from=%s\n",
            name, iters, secs, bench_maxrss_kb(), checksum, errors,
+           bench_malloc_origin());
+    fflush(stdout);
+}
+
+/* Same as bench_report, plus the thread count (multi-threaded programs). */
+static inline void bench_report_threads(const char *name, unsigned threads, uint64_t iters,
+                                        double secs, uint64_t checksum, uint64_t errors) {
+    printf("RESULT bench=%s threads=%u iters=%" PRIu64 " time_s=%.6f maxrss_kb=%ld "
+           "checksum=%016" PRIx64 " errors=%" PRIu64 " malloc_from=%s\n",
+           name, threads, iters, secs, bench_maxrss_kb(), checksum, errors,
            bench_malloc_origin());
     fflush(stdout);
 }

@@ -7,18 +7,23 @@
 #   HH_BUILD       hardheap build dir holding libhardheap.so and
 #                  libhardheap-secure.so            (default: build/ at the repository root)
 #   ROUNDS         rounds per benchmark x allocator  (default 5)
-#   BENCHES        benchmarks to run       (default "alloc_mixed realloc_heavy")
+#   BENCHES        benchmarks to run       (default "alloc_mixed realloc_heavy
+#                  larson xmalloc")
+#   THREADS        thread counts for the multi-threaded benchmarks (larson,
+#                  xmalloc); each count is a separate table row (default "1 2 4")
 #   ALLOCATORS     allocators to try, in table order (default "hardheap
 #                  hardheap-secure glibc mimalloc jemalloc tcmalloc scudo")
 #   ITERS_<bench>  iteration count for one benchmark, e.g. ITERS_alloc_mixed=
-#                  5000000 (default: the program's own, ~1 s with glibc)
+#                  5000000 (default: the program's own, ~1 s with glibc; for
+#                  the multi-threaded ones the total work, the same at every
+#                  thread count, ~1 s with glibc at 2 threads)
 #   LIB_<alloc>    explicit library path for an allocator, with '-' written
 #                  as '_', e.g. LIB_hardheap_secure=/tmp/x/libhardheap-secure.so
 #   CC, CFLAGS     compiler and extra flags       (default cc, none)
 #   OUT_DIR        where binaries, logs and results go (default: a new
 #                  mktemp -d directory; printed at the end)
 #   WARMUP         1 = one short untimed run per pair first (default 1)
-#   BENCH_TIMEOUT  seconds before a single run is killed  (default 600)
+#   BENCH_TIMEOUT  seconds before a single run is killed  (default 120)
 #
 # Exit status: 0 if every run that was attempted succeeded (missing
 # allocators are skipped, not errors); 1 if any run crashed, timed out,
@@ -41,18 +46,37 @@ esac
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HH_BUILD=${HH_BUILD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build}
 ROUNDS=${ROUNDS:-5}
-BENCHES=${BENCHES:-"alloc_mixed realloc_heavy"}
+BENCHES=${BENCHES:-"alloc_mixed realloc_heavy larson xmalloc"}
+THREADS=${THREADS:-"1 2 4"}
 ALLOCATORS=${ALLOCATORS:-"hardheap hardheap-secure glibc mimalloc jemalloc tcmalloc scudo"}
 CC=${CC:-cc}
 CFLAGS=${CFLAGS:-}
 WARMUP=${WARMUP:-1}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-600}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-120}
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 log() { echo "$*" >&2; }
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 [[ $BENCH_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "BENCH_TIMEOUT must be a positive integer"
+[[ -n ${THREADS// /} ]] || die "THREADS must list at least one thread count"
+uniq_threads=""
+for t in $THREADS; do
+    if ! [[ $t =~ ^[1-9][0-9]*$ ]] || ((t > 256)); then
+        die "THREADS must be positive integers <= 256 (got '$t')"
+    fi
+    [[ " $uniq_threads " == *" $t "* ]] || uniq_threads+="${uniq_threads:+ }$t"
+done
+THREADS=$uniq_threads
+
+# Multi-threaded benchmarks take the thread count as their first argument
+# (then the iteration count) and print threads= in their RESULT line.
+is_threaded() {
+    case $1 in
+    larson | xmalloc) return 0 ;;
+    *) return 1 ;;
+    esac
+}
 
 if [[ -n ${OUT_DIR:-} ]]; then
     mkdir -p "$OUT_DIR" || die "cannot create OUT_DIR $OUT_DIR"
@@ -71,9 +95,22 @@ mkdir -p "$BIN_DIR" "$LOG_DIR" || die "cannot create $BIN_DIR / $LOG_DIR"
 for b in $BENCHES; do
     [[ -f $SRC_DIR/$b.c ]] || die "unknown benchmark '$b' (no $SRC_DIR/$b.c)"
     # shellcheck disable=SC2086 # CFLAGS is a flag list
-    "$CC" -std=c11 -O2 -Wall -Wextra $CFLAGS -o "$BIN_DIR/$b" "$SRC_DIR/$b.c" -ldl \
+    "$CC" -std=c11 -O2 -Wall -Wextra -pthread $CFLAGS -o "$BIN_DIR/$b" "$SRC_DIR/$b.c" -ldl \
         || die "building $b with $CC failed"
 done
+
+# Table rows: one per single-threaded benchmark, one per thread count for the
+# multi-threaded ones. VAR_B[i] / VAR_T[i] = benchmark / thread count.
+VAR_B=()
+VAR_T=()
+for b in $BENCHES; do
+    if is_threaded "$b"; then
+        for t in $THREADS; do VAR_B+=("$b"); VAR_T+=("$t"); done
+    else
+        VAR_B+=("$b"); VAR_T+=(1)
+    fi
+done
+NV=${#VAR_B[@]}
 
 # ---------------------------------------------------------- allocators ----
 
@@ -194,14 +231,19 @@ field() { # field KEY LINE
     return 1
 }
 
-# run_one BENCH ALLOC ITERS TAG -> sets R_STATUS ("ok" or reason), R_TIME,
-# R_RSS, R_SUM, R_ITERS.
+# run_one BENCH THREADS ALLOC ITERS TAG -> sets R_STATUS ("ok" or reason),
+# R_TIME, R_RSS, R_SUM, R_ITERS. THREADS is only passed to (and checked for)
+# the multi-threaded benchmarks.
 run_one() {
-    local bench=$1 alloc=$2 iters=$3 tag=$4
-    local lib=${LIB[$alloc]} out err rc line from want
-    out="$LOG_DIR/$bench.$alloc.$tag.out"
-    err="$LOG_DIR/$bench.$alloc.$tag.err"
+    local bench=$1 threads=$2 alloc=$3 iters=$4 tag=$5
+    local lib=${LIB[$alloc]} out err rc line from want name=$1
     local -a cmd=("$BIN_DIR/$bench")
+    if is_threaded "$bench"; then
+        name="$bench.t$threads"
+        cmd+=("$threads")
+    fi
+    out="$LOG_DIR/$name.$alloc.$tag.out"
+    err="$LOG_DIR/$name.$alloc.$tag.err"
     [[ -n $iters ]] && cmd+=("$iters")
     R_STATUS=ok R_TIME=nan R_RSS=nan R_SUM=- R_ITERS=-
     if [[ -n $lib ]]; then
@@ -231,6 +273,9 @@ run_one() {
             R_STATUS="verification errors: $nerr"
         elif [[ $R_STATUS == ok && $rc != 0 ]]; then
             R_STATUS="exit $rc"
+        elif [[ $R_STATUS == ok ]] && is_threaded "$bench" &&
+            [[ $(field threads "$line" || echo "?") != "$threads" ]]; then
+            R_STATUS="ran with threads=$(field threads "$line" || echo "?"), expected $threads"
         fi
         # Did the preload take effect? ld.so only warns and falls back to
         # glibc when a preload cannot be loaded.
@@ -263,21 +308,24 @@ iters_for() {
 declare -A BROKEN=()
 if [[ $WARMUP == 1 ]]; then
     log "warmup (short untimed runs) ..."
-    for b in $BENCHES; do
+    for ((v = 0; v < NV; v++)); do
+        b=${VAR_B[v]} t=${VAR_T[v]}
         for a in "${ACTIVE[@]}"; do
             n=$(iters_for "$b")
             if [[ -n $n ]]; then n=$(((n + 19) / 20)); else
                 case $b in
                 alloc_mixed) n=1000000 ;;
                 realloc_heavy) n=50000 ;;
+                larson) n=1500000 ;;
+                xmalloc) n=800000 ;;
                 *) n= ;;
                 esac
             fi
-            run_one "$b" "$a" "$n" warmup
+            run_one "$b" "$t" "$a" "$n" warmup
             if [[ $R_STATUS != ok ]]; then
-                log "  $b / $a: FAILED in warmup: $R_STATUS"
-                BROKEN[$b.$a]=1
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$b" "$a" warmup "$R_STATUS" \
+                log "  $b$(is_threaded "$b" && echo " ($t threads)") / $a: FAILED in warmup: $R_STATUS"
+                BROKEN[$b.$t.$a]=1
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$b" "$t" "$a" warmup "$R_STATUS" \
                     "$R_TIME" "$R_RSS" "$R_SUM" "$R_ITERS" >>"$RESULTS"
             fi
         done
@@ -291,19 +339,22 @@ fi
 
 NA=${#ACTIVE[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
-    for b in $BENCHES; do
+    for ((v = 0; v < NV; v++)); do
+        b=${VAR_B[v]} t=${VAR_T[v]}
+        label=$b
+        is_threaded "$b" && label="$b/${t}t"
         n=$(iters_for "$b")
         for ((k = 0; k < NA; k++)); do
             a=${ACTIVE[(k + r - 1) % NA]}
-            [[ -n ${BROKEN[$b.$a]:-} ]] && continue
-            run_one "$b" "$a" "$n" "r$r"
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$b" "$a" "$r" "$R_STATUS" \
+            [[ -n ${BROKEN[$b.$t.$a]:-} ]] && continue
+            run_one "$b" "$t" "$a" "$n" "r$r"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$b" "$t" "$a" "$r" "$R_STATUS" \
                 "$R_TIME" "$R_RSS" "$R_SUM" "$R_ITERS" >>"$RESULTS"
             if [[ $R_STATUS == ok ]]; then
                 log "[round $r/$ROUNDS] $(printf '%-14s %-16s %8.3f s %9s KiB  checksum %s' \
-                    "$b" "$a" "$R_TIME" "$R_RSS" "$R_SUM")"
+                    "$label" "$a" "$R_TIME" "$R_RSS" "$R_SUM")"
             else
-                log "[round $r/$ROUNDS] $(printf '%-14s %-16s' "$b" "$a") FAILED: $R_STATUS"
+                log "[round $r/$ROUNDS] $(printf '%-14s %-16s' "$label" "$a") FAILED: $R_STATUS"
             fi
         done
     done
@@ -317,6 +368,9 @@ TABLE=$OUT_DIR/table.md
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -srm); CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo ?), $(nproc 2>/dev/null || echo ?) cores"
     echo "- compiler: $("$CC" --version 2>/dev/null | head -n 1) (-O2); rounds: $ROUNDS (interleaved, medians reported)"
+    for b in $BENCHES; do
+        is_threaded "$b" && { echo "- thread counts for the multi-threaded benchmarks: $THREADS"; break; }
+    done
     echo "- hardheap included: $([[ -n ${LIB[hardheap]:-}${LIB[hardheap-secure]:-} ]] && echo "yes ($HH_BUILD)" || echo "NO (no libraries in $HH_BUILD)")"
     for a in "${ACTIVE[@]}"; do
         echo "- $a: ${LIB_ORIG[$a]:-${LIB[$a]:-system glibc (no preload)}}"
@@ -327,7 +381,12 @@ TABLE=$OUT_DIR/table.md
     echo
 } >"$TABLE"
 
-awk -F'\t' -v benches="$BENCHES" -v allocs="${ACTIVE[*]}" '
+VARIANTS=()
+for ((v = 0; v < NV; v++)); do
+    VARIANTS+=("${VAR_B[v]}:${VAR_T[v]}:$(is_threaded "${VAR_B[v]}" && echo 1 || echo 0)")
+done
+
+awk -F'\t' -v variants="${VARIANTS[*]}" -v allocs="${ACTIVE[*]}" '
 function sort_n(arr, n,    i, j, v) {
     for (i = 2; i <= n; i++) {
         v = arr[i]
@@ -341,44 +400,68 @@ function median(arr, n) {
     if (n % 2) return arr[(n + 1) / 2]
     return (arr[n / 2] + arr[n / 2 + 1]) / 2
 }
+# Failures are summarised per reason ("crash (SIGSEGV) x3, timeout ... x2"),
+# plus the log of the last one.
+function note_fail(key, msg,    reason, lg) {
+    reason = msg; lg = ""
+    if (match(msg, /; see [^ ]*$/)) {
+        reason = substr(msg, 1, RSTART - 1); lg = substr(msg, RSTART + 6)
+    }
+    if (!((key, reason) in nreason)) reasons[key] = reasons[key] (reasons[key] == "" ? "" : SUBSEP) reason
+    nreason[key, reason]++
+    nfail[key]++
+    if (lg != "") lastlog[key] = lg
+}
+function fail_notes(key,    r, n, i, out) {
+    n = split(reasons[key], r, SUBSEP)
+    out = ""
+    for (i = 1; i <= n; i++)
+        out = out (i > 1 ? ", " : "") r[i] (nreason[key, r[i]] > 1 ? " x" nreason[key, r[i]] : "")
+    if (key in lastlog) out = out "; see " lastlog[key]
+    return out
+}
 function ratio(x, base) {
     if (x == "" || base == "" || base + 0 <= 0) return "n/a"
     return sprintf("%.2fx", x / base)
 }
+# results.tsv: bench threads alloc round status time rss checksum iters
 {
-    key = $1 SUBSEP $2
-    if ($3 == "warmup") { failmsg[key] = "warmup failed: " $4; nfail[key]++; next }
-    if ($4 == "ok") {
+    var = $1 SUBSEP $2
+    key = var SUBSEP $3
+    if ($4 == "warmup") { note_fail(key, "warmup failed: " $5); next }
+    if ($5 == "ok") {
         i = ++nok[key]
-        T[key, i] = $5; M[key, i] = $6; C[key, i] = $7
-        if ($2 == "glibc") gl[$1, $7]++
-        any[$1, $7]++
-        iters[$1] = $8
+        T[key, i] = $6; M[key, i] = $7; C[key, i] = $8
+        if ($3 == "glibc") gl[var, $8]++
+        any[var, $8]++
+        iters[$1] = $9
     } else {
-        nfail[key]++; failmsg[key] = $4
+        note_fail(key, $5)
     }
     nrun[key]++
 }
 END {
-    nb = split(benches, B, " ")
+    nv = split(variants, V, " ")
     na = split(allocs, A, " ")
     bad = 0
-    print "| benchmark | allocator | median time (s) | vs glibc | vs mimalloc | median peak RSS (MiB) | time min-max (s) | rounds ok | notes |"
-    print "|---|---|---:|---:|---:|---:|---:|---:|---|"
-    for (bi = 1; bi <= nb; bi++) {
-        b = B[bi]
+    print "| benchmark | threads | allocator | median time (s) | vs glibc | vs mimalloc | median peak RSS (MiB) | RSS vs mimalloc | time min-max (s) | rounds ok | notes |"
+    print "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    for (vi = 1; vi <= nv; vi++) {
+        split(V[vi], vp, ":")
+        b = vp[1]; th = vp[2]; var = b SUBSEP th
+        label[vi] = vp[3] == 1 ? b "/" th "t" : b
         # reference checksum: the one printed by most successful runs, glibc
         # runs breaking ties
         ref = ""; best = 0
         for (k in any) {
             split(k, p, SUBSEP)
-            if (p[1] != b) continue
+            if (p[1] != b || p[2] != th) continue
             score = any[k] + ((k in gl) ? 0.5 * gl[k] / (gl[k] + 1) : 0)
-            if (score > best) { best = score; ref = p[2] }
+            if (score > best) { best = score; ref = p[3] }
         }
-        refsum[b] = ref
+        refsum[vi] = ref
         for (ai = 1; ai <= na; ai++) {
-            a = A[ai]; key = b SUBSEP a; n = nok[key] + 0
+            a = A[ai]; key = var SUBSEP a; n = nok[key] + 0
             for (i = 1; i <= n; i++) { t[i] = T[key, i]; m[i] = M[key, i] }
             med[a] = median(t, n); rss[a] = median(m, n)
             lo[a] = t[1]; hi[a] = t[n]
@@ -387,32 +470,37 @@ END {
             mismatch[a] = mism
         }
         for (ai = 1; ai <= na; ai++) {
-            a = A[ai]; key = b SUBSEP a; n = nok[key] + 0
+            a = A[ai]; key = var SUBSEP a; n = nok[key] + 0
             notes = ""
-            if (nfail[key] > 0) { notes = sprintf("FAILED %d run(s): %s", nfail[key], failmsg[key]); bad = 1 }
+            if (nfail[key] > 0) { notes = sprintf("FAILED %d run(s): %s", nfail[key], fail_notes(key)); bad = 1 }
             if (mismatch[a] > 0) {
                 notes = notes (notes == "" ? "" : "; ") sprintf("CHECKSUM MISMATCH in %d/%d rounds (expected %s)", mismatch[a], n, ref)
                 bad = 1
             }
             if (n == 0) {
-                printf("| %s | %s | - | - | - | - | - | 0/%d | %s |\n", b, a, nrun[key] + 0, notes)
+                printf("| %s | %s | %s | - | - | - | - | - | - | 0/%d | %s |\n", b, th, a, nrun[key] + 0, notes)
                 continue
             }
-            printf("| %s | %s | %.3f | %s | %s | %.1f | %.3f-%.3f | %d/%d | %s |\n",
-                b, a, med[a], ratio(med[a], med["glibc"]), ratio(med[a], med["mimalloc"]),
-                rss[a] / 1024, lo[a], hi[a], n, nrun[key], notes)
+            printf("| %s | %s | %s | %.3f | %s | %s | %.1f | %s | %.3f-%.3f | %d/%d | %s |\n",
+                b, th, a, med[a], ratio(med[a], med["glibc"]), ratio(med[a], med["mimalloc"]),
+                rss[a] / 1024, ratio(rss[a], rss["mimalloc"]), lo[a], hi[a], n, nrun[key], notes)
         }
         delete med; delete rss; delete lo; delete hi; delete mismatch
     }
     print ""
     printf("Iterations per run:")
-    for (bi = 1; bi <= nb; bi++) printf(" %s=%s", B[bi], (B[bi] in iters) ? iters[B[bi]] : "?")
+    for (vi = 1; vi <= nv; vi++) {
+        split(V[vi], vp, ":")
+        if (vp[1] in shown) continue
+        shown[vp[1]] = 1
+        printf(" %s=%s", vp[1], (vp[1] in iters) ? iters[vp[1]] : "?")
+    }
     print ""
     printf("Reference checksums (majority of runs):")
-    for (bi = 1; bi <= nb; bi++) printf(" %s=%s", B[bi], refsum[B[bi]] == "" ? "none" : refsum[B[bi]])
+    for (vi = 1; vi <= nv; vi++) printf(" %s=%s", label[vi], refsum[vi] == "" ? "none" : refsum[vi])
     print ""
     print ""
-    print "Ratios are median time / median time of glibc (resp. mimalloc) measured in the same run; below 1.00x is faster. Peak RSS is ru_maxrss of the whole benchmark process."
+    print "Ratios are median time (resp. median peak RSS) / the same median of glibc (resp. mimalloc) measured in the same run at the same thread count; below 1.00x is faster (smaller). Peak RSS is ru_maxrss of the whole benchmark process. Multi-threaded benchmarks do the same total work at every thread count (iterations = total)."
     exit bad
 }' "$RESULTS" >>"$TABLE"
 status=$?

@@ -185,7 +185,7 @@ static void segment_setup(hh_segment_t* segment, hh_tld_t* tld, hh_segment_kind_
  * reuses resident memory instead of faulting fresh pages in. Bounded, and
  * entries older than the purge delay have their memory returned to the OS.
  * Guarded by abandoned_lock (declared below; fork handlers take it). */
-#define HH_GLOBAL_CACHE_MAX 8
+#define HH_GLOBAL_CACHE_MAX 4
 static void segment_unmap(hh_segment_t* segment);
 static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
 static hh_segment_t* global_cache;       /* newest first, linked by next */
