@@ -251,12 +251,19 @@ static hh_segment_t* global_cache_pop(void) {
   return segment;
 }
 
+/* The exiting thread's empty segments go to the global cache purged: the
+ * mapping is reused by the next thread (no mmap/munmap per thread), but
+ * their memory is not. Handing resident segments from thread to thread kept
+ * up to HH_GLOBAL_CACHE_MAX x 4 MiB resident on top of the live heaps
+ * (larson at 2 threads: 24 MiB peak RSS against 16.5 MiB purged, for about
+ * 15% more time). */
 void hh_segments_thread_exit(hh_tld_t* tld) {
   hh_segments_collect(tld, false);
   while (tld->segments.cache != NULL) {
     hh_segment_t* segment = tld->segments.cache;
     tld->segments.cache = segment->next;
     tld->segments.cache_count--;
+    segment_purge_all(segment);  /* before the tld is detached: it cancels pending purges */
     tld->segments.purge_pending -= segment->purge_pending;
     segment_to_global_cache(segment);
   }
@@ -376,17 +383,34 @@ static void segment_unmap(hh_segment_t* segment) {
   hh_os_free(segment, segment->segment_size);
 }
 
+/* Keep an empty segment in the thread's cache, newest first. When the cache
+ * is over its bound the oldest entry is unmapped, not the new one: the new
+ * one still has resident memory that the next segment request reuses
+ * without page faults, the old one has most likely been purged already. */
+static void tld_cache_push(hh_tld_t* tld, hh_segment_t* segment) {
+  segment->next = tld->segments.cache;
+  segment->prev = NULL;
+  tld->segments.cache = segment;
+  tld->segments.cache_count++;
+  hh_stat_add(&hh_stats.segments_cached, NULL, 1);
+  size_t cache_max = (size_t)hh_option_get_fast(hh_option_segment_cache);
+  while (tld->segments.cache_count > cache_max) {
+    hh_segment_t** link = &tld->segments.cache;
+    while ((*link)->next != NULL) link = &(*link)->next;
+    hh_segment_t* oldest = *link;
+    *link = NULL;
+    tld->segments.cache_count--;
+    hh_stat_sub(&hh_stats.segments_cached, 1);
+    segment_unmap(oldest);
+  }
+}
+
 /* An empty segment: keep it in the cache or give it back. */
 static void segment_free(hh_segment_t* segment, hh_tld_t* tld, bool force) {
   if (segment->in_free_queue) segment_queue_remove(free_queue_of(tld, segment), segment);
   tld->segments.count--;
-  size_t cache_max = (size_t)hh_option_get_fast(hh_option_segment_cache);
-  if (!force && segment->kind != HH_SEGMENT_HUGE && tld->segments.cache_count < cache_max) {
-    segment->next = tld->segments.cache;
-    segment->prev = NULL;
-    tld->segments.cache = segment;
-    tld->segments.cache_count++;
-    hh_stat_add(&hh_stats.segments_cached, NULL, 1);
+  if (!force && segment->kind != HH_SEGMENT_HUGE && hh_option_get_fast(hh_option_segment_cache) > 0) {
+    tld_cache_push(tld, segment);
     return;
   }
   segment_unmap(segment);
@@ -452,9 +476,8 @@ static hh_page_t* single_page_alloc(hh_heap_t* heap, hh_segment_kind_t kind, siz
 void hh_segment_single_free(hh_segment_t* segment) {
   hh_stat_sub(&hh_stats.pages, 1);
   hh_heap_t* heap = hh_get_default_heap();
-  size_t cache_max = (size_t)hh_option_get_fast(hh_option_segment_cache);
   if (segment->kind != HH_SEGMENT_LARGE || !hh_heap_is_initialized(heap) ||
-      heap->tld->segments.cache_count >= cache_max) {
+      hh_option_get_fast(hh_option_segment_cache) <= 0) {
     segment_unmap(segment);
     return;
   }
@@ -470,11 +493,7 @@ void hh_segment_single_free(hh_segment_t* segment) {
   segment->tld = tld;
   atomic_store_explicit(&segment->thread_id, hh_thread_id(), memory_order_relaxed);
   page_schedule_purge(segment, page, false);
-  segment->next = tld->segments.cache;
-  segment->prev = NULL;
-  tld->segments.cache = segment;
-  tld->segments.cache_count++;
-  hh_stat_add(&hh_stats.segments_cached, NULL, 1);
+  tld_cache_push(tld, segment);
 }
 
 bool hh_segment_single_resize(hh_page_t* page, size_t newsize) {
