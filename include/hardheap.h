@@ -249,6 +249,11 @@ typedef enum hh_option_e {
                                      0 = at once, -1 = never (10) */
   hh_option_allow_large_os_pages, /* ALLOW_LARGE_OS_PAGES: advise transparent huge pages for segments (0) */
   hh_option_segment_cache,        /* SEGMENT_CACHE: empty segments each thread keeps for reuse (4) */
+  hh_option_guarded_sample_rate,  /* GUARDED_SAMPLE_RATE: place about one in N allocations against a
+                                     guard page (0 = never). Reserved: validated and reported, but this
+                                     version has no guarded sampler yet and samples nothing (0) */
+  hh_option_guarded_sample_seed,  /* GUARDED_SAMPLE_SEED: seed of the sampling sequence, 0 = random;
+                                     reserved like GUARDED_SAMPLE_RATE (0) */
   hh_option_count_                /* number of options */
 } hh_option_t;
 

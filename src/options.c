@@ -28,6 +28,8 @@ static hh_option_desc_t options[hh_option_count_] = {
   [hh_option_purge_delay] = {10, 10, -1, 24L * 3600 * 1000, false, "PURGE_DELAY"},
   [hh_option_allow_large_os_pages] = {0, 0, 0, 1, true, "ALLOW_LARGE_OS_PAGES"},
   [hh_option_segment_cache] = {4, 4, 0, 1024, false, "SEGMENT_CACHE"},
+  [hh_option_guarded_sample_rate] = {0, 0, 0, 1000000000, false, "GUARDED_SAMPLE_RATE"},
+  [hh_option_guarded_sample_seed] = {0, 0, 0, LONG_MAX, false, "GUARDED_SAMPLE_SEED"},
 };
 
 static bool str_ieq(const char* a, const char* b) {
@@ -113,6 +115,12 @@ void hh_options_init(void) {
   }
   warn_unknown_names();
   if (HARDHEAP_SECURE) options[hh_option_show_errors].value = 1;
+  /* The names are taken now so that scripts and the launcher can set them,
+   * but a user who asks for sampling must not believe it is happening. */
+  if (options[hh_option_guarded_sample_rate].value != 0) {
+    hh_print("hardheap: warning: GUARDED_SAMPLE_RATE=%ld ignored: this version of hardheap has no "
+             "sampled guarded allocations yet\n", options[hh_option_guarded_sample_rate].value);
+  }
 }
 
 long hh_option_get_fast(hh_option_t option) {

@@ -30,4 +30,12 @@ echo "== launcher"
 out=$("$prefix/bin/hardheap" run --secure --stats -- "$SHELL" -c 'echo launched' 2>"$work/stats")
 [ "$out" = "launched" ] || { echo "launcher did not run the program"; exit 1; }
 grep -q "hardheap secure statistics" "$work/stats" || { echo "launcher --secure --stats printed no secure statistics"; cat "$work/stats"; exit 1; }
+# the flags reach the program as HARDHEAP_* variables, and the library
+# says that it does not sample yet
+"$prefix/bin/hardheap" run --guarded-sample-rate 1000 --purge-delay -1 -- "$SHELL" -c \
+  'echo "$HARDHEAP_GUARDED_SAMPLE_RATE $HARDHEAP_PURGE_DELAY"' >"$work/flags" 2>"$work/flags.err"
+[ "$(cat "$work/flags")" = "1000 -1" ] || { echo "launcher did not pass --guarded-sample-rate/--purge-delay"; cat "$work/flags" "$work/flags.err"; exit 1; }
+grep -q "GUARDED_SAMPLE_RATE=1000 ignored" "$work/flags.err" || { echo "no warning that guarded sampling is not implemented"; cat "$work/flags.err"; exit 1; }
+if "$prefix/bin/hardheap" run --guarded-sample-rate x -- true 2>/dev/null; then echo "launcher accepted a non-integer rate"; exit 1; fi
+if "$prefix/bin/hardheap" run --bogus -- true 2>/dev/null; then echo "launcher accepted an unknown option"; exit 1; fi
 echo "package test ok"
