@@ -239,7 +239,7 @@ void hh_page_unfull(hh_page_t* page) {
   hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, false);
   hh_page_queue_remove(heap, &heap->pages[HH_BIN_FULL], page);
   hh_page_flags_clear(page, HH_PAGE_IN_FULL);
-  queue_push_front(heap, &heap->pages[page->bin], page);
+  hh_page_queue_push_back(heap, &heap->pages[page->bin], page);
 }
 
 /* ---- freeing pages -------------------------------------------------------------*/
@@ -318,6 +318,16 @@ static hh_page_t* queue_find_free(hh_heap_t* heap, hh_page_queue_t* pq, size_t b
       hh_page_collect_free(page, false);
       if (page->free != NULL) return page;
       if (page->capacity < page->reserved) {
+        /* Reuse before extending: blocks freed into the next page (one
+         * that came back from the full queue) are resident already. */
+        if (next != NULL) {
+          hh_page_collect_free(next, false);
+          if (next->free != NULL) {
+            hh_page_queue_remove(heap, pq, next);
+            queue_push_front(heap, pq, next);
+            return next;
+          }
+        }
         page_extend(heap, page);
         return page;
       }
