@@ -33,6 +33,15 @@ static int double_free_medium(void) {
   return 0;
 }
 
+static int double_free_large(void) {
+  void* keep = malloc(300000);  /* keeps the large segment alive */
+  void* p = malloc(300000);
+  free(p);
+  free(launder(p));
+  free(keep);
+  return 0;
+}
+
 static int double_free_huge(void) {
   void* p = malloc(8u << 20);
   free(p);
@@ -91,7 +100,8 @@ int main(int argc, char** argv) {
     int (*run)(void);
   } scenarios[] = {
       {"double_free_small", double_free_small}, {"double_free_medium", double_free_medium},
-      {"double_free_huge", double_free_huge},   {"free_foreign", free_foreign},
+      {"double_free_large", double_free_large}, {"double_free_huge", double_free_huge},
+      {"free_foreign", free_foreign},
       {"free_interior", free_interior},         {"realloc_foreign", realloc_foreign},
       {"write_after_free_link", write_after_free_link}, {"underflow_into_metadata", underflow_into_metadata},
   };

@@ -84,6 +84,11 @@ void* hh_heap_malloc_aligned_zero(hh_heap_t* heap, size_t size, size_t alignment
     /* a huge segment whose single block starts at an aligned address */
     return hh_malloc_generic(heap, size == 0 ? 1 : size, zero, alignment);
   }
+  if (alignment > HH_SPAN_SLICE_SIZE && size <= HH_LARGE_OBJ_SIZE_MAX && size + alignment - 1 > HH_MEDIUM_OBJ_SIZE_MAX) {
+    /* a large span placed at an aligned slice: an interior pointer past a
+     * span's first slice would not find its page */
+    return hh_malloc_generic(heap, size == 0 ? 1 : size, zero, alignment);
+  }
   /* Over-allocate and hand out the aligned address inside the block; free
    * finds the block start again because the page is marked. */
   size_t oversize = size + alignment - 1;

@@ -20,6 +20,16 @@ static hh_cold bool report_invalid(const hh_page_t* page, const void* p, const c
   return false;
 }
 
+/* A freed large span keeps its start and size (segment.c:span_free). */
+static hh_cold bool report_span_freed(const hh_page_t* page, const void* p, const char* what) {
+  if (strcmp(what, "free") == 0) {
+    hh_error_message("double free of %p (size class %zu)", p, page->block_size);
+  } else {
+    hh_error_message("invalid %s of %p: the block was freed (size class %zu)", what, p, page->block_size);
+  }
+  return false;
+}
+
 /* The owner may compare against capacity (blocks ever handed out); other
  * threads read only fields fixed while the page is in use (reserved). */
 static bool page_check_pointer(const hh_segment_t* segment, const hh_page_t* page, const void* p, const char* what,
@@ -29,6 +39,9 @@ static bool page_check_pointer(const hh_segment_t* segment, const hh_page_t* pag
     return false;
   }
   if (hh_unlikely(!page->segment_in_use || page->block_size == 0)) {
+    if (segment->kind == HH_SEGMENT_LARGE && page->page_start == (const uint8_t*)p && page->block_size != 0) {
+      return report_span_freed(page, p, what);
+    }
     hh_error_message("invalid %s of %p: not an allocated block (its page is free)", what, p);
     return false;
   }
@@ -107,18 +120,31 @@ void hh_free_delayed_block(hh_block_t* block) {
   free_block_local(page, block);
 }
 
-/* ---- huge blocks ---------------------------------------------------------------*/
-static void free_single(hh_segment_t* segment, const hh_page_t* page, void* p) {
-  /* Single-block segments have no owner thread (thread_id 0): whoever frees
-   * the block claims the segment, and a second claimant has a double free. */
-  uintptr_t expected = 0;
-  if (!atomic_compare_exchange_strong_explicit(&segment->thread_id, &expected, hh_thread_id(), memory_order_acq_rel,
-                                               memory_order_relaxed)) {
+/* ---- large and huge blocks -------------------------------------------------------*/
+static void free_single(hh_segment_t* segment, hh_page_t* page, void* p) {
+  /* Large spans share their segment, so the page of a pointer past a span's
+   * first slice is a free descriptor: check before claiming anything. */
+  if (segment->kind == HH_SEGMENT_LARGE && hh_unlikely(!page->segment_in_use)) {
+    if (page->page_start == (uint8_t*)p && page->block_size != 0) {
+      (void)report_span_freed(page, p, "free");
+    } else {
+      hh_error_message("invalid free of %p: not an allocated block", p);
+    }
+    return;
+  }
+  if (segment->kind == HH_SEGMENT_LARGE &&
+      hh_unlikely((uint8_t*)p < page->page_start || (uint8_t*)p >= page->page_start + page->block_size)) {
+    hh_error_message("invalid free of %p: not an allocated block", p);
+    return;
+  }
+  /* Whoever frees the block claims it (large: the page's live flag, huge:
+   * the segment's owner id); a second claimant has a double free. */
+  if (!hh_segment_single_claim(page)) {
     hh_error_message("double free of %p (size class %zu)", p, page->block_size);
     return;
   }
-  hh_heap_single_unlink((hh_page_t*)page);
-  hh_segment_single_free(segment);
+  hh_heap_single_unlink(page);
+  hh_segment_single_free(page);
 }
 
 /* ---- the entry point -------------------------------------------------------------*/
@@ -189,6 +215,15 @@ hh_page_t* hh_checked_page_of(const void* p, const char* what) {
   hh_page_t* page = hh_segment_page_of(segment, p);
   bool is_owner = atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hh_thread_id();
   if (HH_CHECK_FREE && !page_check_pointer(segment, page, p, what, is_owner)) return NULL;
+  if (!HH_CHECK_FREE && hh_unlikely(!page->segment_in_use || page->block_size == 0)) {
+    /* even the default build must not divide by a free page's block size */
+    if (segment->kind == HH_SEGMENT_LARGE && page->page_start == (const uint8_t*)p && page->block_size != 0) {
+      (void)report_span_freed(page, p, what);
+    } else {
+      hh_error_message("invalid %s of %p: not an allocated block", what, p);
+    }
+    return NULL;
+  }
   return page;
 }
 

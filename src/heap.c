@@ -402,11 +402,7 @@ void hh_heap_destroy(hh_heap_t* heap) {
   while (heap->singles != NULL) {
     hh_page_t* page = heap->singles;
     singles_remove(heap, page);
-    hh_segment_t* segment = hh_page_segment(page);
-    uintptr_t unowned = 0;
-    if (atomic_compare_exchange_strong(&segment->thread_id, &unowned, hh_thread_id())) {
-      hh_segment_single_free(segment);
-    }
+    if (hh_segment_single_claim(page)) hh_segment_single_free(page);
   }
   singles_unlock(heap);
   heap_release(heap);

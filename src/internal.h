@@ -92,9 +92,12 @@ size_t hh_segments_abandoned_count(void);
 /* Take / release the segment layer's locks around fork (init.c). */
 void hh_segment_fork_prepare(void);
 void hh_segment_fork_release(void);
-/* Release a large or huge single-block segment (its block was freed):
- * large ones go to the calling thread's segment cache, huge ones unmapped. */
-void hh_segment_single_free(hh_segment_t* segment);
+/* Take the right to free the block of a large or huge single-block page;
+ * false if another free took it already (a double free). */
+bool hh_segment_single_claim(hh_page_t* page);
+/* Release a claimed large or huge block: a large span's slices go back to
+ * its segment, a huge segment is unmapped. */
+void hh_segment_single_free(hh_page_t* page);
 /* Resize the block of a single-block page in place; false if it cannot. */
 bool hh_segment_single_resize(hh_page_t* page, size_t newsize);
 /* Start of the memory of page and its usable size in bytes. */

@@ -187,6 +187,8 @@ static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_
   if (segment->kind == HH_SEGMENT_HUGE) {
     page->block_size = area;
   } else if (segment->kind == HH_SEGMENT_LARGE) {
+    /* the size class, not the whole span: the slack in its last slice is
+     * never touched (so never resident) until realloc grows into it */
     page->block_size = hh_good_size(block_size);
   } else {
     page->block_size = block_size;
@@ -352,6 +354,7 @@ static hh_page_t* single_page_alloc(hh_heap_t* heap, size_t size, size_t alignme
    * directly (free.c:free_single); the heap only lists them, for
    * hh_heap_destroy and hh_heap_visit_blocks. */
   atomic_store_explicit(&page->thread_free, hh_thread_free_make(NULL, HH_NEVER_DELAYED_FREE), memory_order_relaxed);
+  atomic_store_explicit(&page->single_live, 1, memory_order_relaxed);
   page_extend(heap, page);
   hh_heap_single_link(heap, page);
   return page;

@@ -2,11 +2,14 @@
  *
  * A segment is a SEGMENT_SIZE-aligned mapping: header and page descriptors
  * at the start, then pages. Small and medium segments hold many pages of one
- * size; large and huge segments hold a single page with a single block.
- * Segments belong to one thread (thread_id); a thread keeps the segments that
- * still have free pages in a queue per kind and a few empty ones in a cache.
- * When a thread exits its segments are abandoned and another thread that
- * needs a segment reclaims them. */
+ * size; large segments hold spans (one large block each, a run of 64 KiB
+ * slices); huge segments hold a single block.
+ * Small and medium segments belong to one thread (thread_id); a thread keeps
+ * the segments that still have free pages in a queue per kind and a few
+ * empty ones in a cache. When a thread exits its segments are abandoned and
+ * another thread that needs a segment reclaims them. Large and huge blocks
+ * are freed by whichever thread frees them: large segments are shared by
+ * all threads under one lock, huge ones belong to their block. */
 #include "internal.h"
 
 #include <pthread.h>
@@ -50,6 +53,7 @@ static size_t kind_page_count(hh_segment_kind_t kind) {
   switch (kind) {
     case HH_SEGMENT_SMALL: return HH_SMALL_PAGES_PER_SEGMENT;
     case HH_SEGMENT_MEDIUM: return HH_MEDIUM_PAGES_PER_SEGMENT;
+    case HH_SEGMENT_LARGE: return HH_SPAN_SLICES;
     default: return 1;
   }
 }
@@ -58,16 +62,20 @@ static uint32_t kind_page_shift(hh_segment_kind_t kind) {
   switch (kind) {
     case HH_SEGMENT_SMALL: return HH_SMALL_PAGE_SHIFT;
     case HH_SEGMENT_MEDIUM: return HH_MEDIUM_PAGE_SHIFT;
+    case HH_SEGMENT_LARGE: return HH_SPAN_SLICE_SHIFT;
     default: return 63;  /* every offset maps to page 0 */
   }
 }
 
+/* A large segment's descriptor i is slice i: a span's block covers
+ * span_slices slices from there, a free slice counts as one. */
 uint8_t* hh_segment_page_area(const hh_segment_t* segment, const hh_page_t* page, size_t* size) {
   uint8_t* base = (uint8_t*)segment;
-  if (segment->kind == HH_SEGMENT_SMALL || segment->kind == HH_SEGMENT_MEDIUM) {
+  if (segment->kind != HH_SEGMENT_HUGE) {
     size_t page_size = (size_t)1 << segment->page_shift;
     uint8_t* start = base + (size_t)page->segment_idx * page_size;
     size_t usable = page_size;
+    if (segment->kind == HH_SEGMENT_LARGE && page->span_slices > 1) usable = (size_t)page->span_slices * page_size;
     if (page->segment_idx == 0) {
       start += segment->info_size;
       usable -= segment->info_size;
@@ -461,69 +469,314 @@ static hh_page_t* multi_page_alloc(hh_heap_t* heap, hh_segment_kind_t kind) {
   return page;
 }
 
-static hh_page_t* single_page_alloc(hh_heap_t* heap, hh_segment_kind_t kind, size_t block_size, size_t alignment) {
+/* ---- huge blocks: a segment each ---------------------------------------------*/
+static hh_page_t* huge_page_alloc(hh_heap_t* heap, size_t block_size, size_t alignment) {
   hh_tld_t* tld = heap->tld;
-  hh_segment_t* segment = segment_alloc(tld, kind, block_size, alignment);
+  hh_segment_t* segment = segment_alloc(tld, HH_SEGMENT_HUGE, block_size, alignment);
   if (segment == NULL) return NULL;
-  /* Single-block segments have no owner: any thread's free releases them
-   * (free.c:free_single claims thread_id 0 -> itself). */
+  /* Huge segments have no owner: any thread's free releases them
+   * (hh_segment_single_claim takes thread_id from 0 to itself). */
   tld->segments.count--;
   segment->tld = NULL;
   atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
   return segment_claim_page(segment, &segment->pages[0]);
 }
 
-void hh_segment_single_free(hh_segment_t* segment) {
-  hh_stat_sub(&hh_stats.pages, 1);
+/* ---- large blocks: spans of 64 KiB slices in shared segments -----------------
+ * A block of 128 KiB .. 2 MiB is a run of slices in a large segment, so the
+ * memory one large block leaves is reused by the next one of any size (a
+ * segment per block faulted fresh pages in for every new block and kept
+ * each segment's high-water mark resident). Any thread frees large blocks,
+ * so large segments belong to no thread (thread_id 0) and every change to
+ * them is made under large_lock; it is taken after a heap's singles lock,
+ * never before. A span's descriptor is the one of its first slice; the
+ * others stay free, which is why no interior pointer past the first slice
+ * is ever handed out (spans start 64 KiB-aligned, larger alignments are
+ * placed, see span_alloc). Freed slices stay resident for the purge delay,
+ * restarted by every free in the segment. */
+static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+static hh_segment_t* large_segments;           /* every large segment, linked by next/prev */
+static size_t large_empty_count;               /* large segments without a live span */
+static _Atomic(size_t) large_purge_pending;    /* large segments with span_purge_at set */
+/* Empty large segments kept in the list: another large block is likely. */
+#define HH_LARGE_EMPTY_KEEP 1
+
+static uint64_t span_mask(size_t first, size_t count) {
+  uint64_t bits = count >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1);
+  return bits << first;
+}
+
+/* First run of count free slices starting at a multiple of align_slices. */
+static bool span_find(const hh_segment_t* segment, size_t count, size_t align_slices, size_t* first) {
+  for (size_t i = align_slices > 1 ? align_slices : 1; i + count <= HH_SPAN_SLICES; i += align_slices) {
+    if ((segment->span_used & span_mask(i, count)) == 0) {
+      *first = i;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Give the free resident slices of segment back to the OS. */
+static void span_purge(hh_segment_t* segment) {
+  uint64_t dirty = segment->span_resident & ~segment->span_used & ~(uint64_t)1;
+  while (dirty != 0) {
+    size_t first = (size_t)__builtin_ctzll(dirty);
+    uint64_t rest = ~(dirty >> first);
+    size_t count = rest == 0 ? HH_SPAN_SLICES - first : (size_t)__builtin_ctzll(rest);
+    uint64_t mask = span_mask(first, count);
+    if (hh_os_purge((uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT), count << HH_SPAN_SLICE_SHIFT)) {
+      segment->span_resident &= ~mask;
+      segment->span_zero |= mask;
+      hh_stat_sub(&hh_stats.committed, count << HH_SPAN_SLICE_SHIFT);
+    }
+    dirty &= ~mask;
+  }
+  if (segment->span_purge_at != 0) {
+    segment->span_purge_at = 0;
+    atomic_fetch_sub_explicit(&large_purge_pending, 1, memory_order_relaxed);
+  }
+}
+
+static void spans_purge_expired(uint64_t now, bool force) {
+  for (hh_segment_t* s = large_segments; s != NULL; s = s->next) {
+    if (s->span_purge_at != 0 && (force || s->span_purge_at <= now)) span_purge(s);
+  }
+}
+
+static void large_list_remove(hh_segment_t* segment) {
+  if (segment->prev != NULL) segment->prev->next = segment->next; else large_segments = segment->next;
+  if (segment->next != NULL) segment->next->prev = segment->prev;
+  segment->next = segment->prev = NULL;
+}
+
+/* An empty large segment leaves the list (under large_lock): its slice
+ * descriptors get the residency the cache and segment_unmap account by. */
+static void large_segment_detach(hh_segment_t* segment) {
+  large_list_remove(segment);
+  large_empty_count--;
+  if (segment->span_purge_at != 0) {
+    segment->span_purge_at = 0;
+    atomic_fetch_sub_explicit(&large_purge_pending, 1, memory_order_relaxed);
+  }
+  for (size_t i = 0; i < HH_SPAN_SLICES; i++) {
+    hh_page_t* page = &segment->pages[i];
+    uint16_t idx = page->segment_idx;
+    memset(page, 0, sizeof(*page));
+    page->segment_idx = idx;
+    page->is_purged = (uint8_t)(i != 0 && ((segment->span_resident >> i) & 1) == 0);
+  }
+  segment->used = 0;
+  segment->purge_pending = 0;
+}
+
+/* Outside large_lock: the freeing thread's cache keeps the mapping (its
+ * resident slices are purged after the delay), else it is unmapped. */
+static void large_segment_release(hh_segment_t* segment) {
   hh_heap_t* heap = hh_get_default_heap();
-  if (segment->kind != HH_SEGMENT_LARGE || !hh_heap_is_initialized(heap) ||
-      hh_option_get_fast(hh_option_segment_cache) <= 0) {
+  if (!hh_heap_is_initialized(heap) || hh_option_get_fast(hh_option_segment_cache) <= 0) {
     segment_unmap(segment);
     return;
   }
-  /* Keep the 4 MiB mapping in the freeing thread's cache; its memory goes
-   * back to the OS after the purge delay. */
   hh_tld_t* tld = heap->tld;
-  hh_page_t* page = &segment->pages[0];
-  uint8_t purged = page->is_purged;
-  memset(page, 0, sizeof(*page));
-  page->is_purged = purged;
-  segment->used = 0;
-  segment->purge_pending = 0;
   segment->tld = tld;
   atomic_store_explicit(&segment->thread_id, hh_thread_id(), memory_order_relaxed);
-  page_schedule_purge(segment, page, false);
+  for (size_t i = 1; i < HH_SPAN_SLICES; i++) {
+    if (!segment->pages[i].is_purged) page_schedule_purge(segment, &segment->pages[i], false);
+  }
   tld_cache_push(tld, segment);
+}
+
+/* Release empty large segments beyond keep (hh_collect, thread exit). */
+static void spans_release_empty(size_t keep) {
+  for (;;) {
+    hh_segment_t* release = NULL;
+    pthread_mutex_lock(&large_lock);
+    if (large_empty_count > keep) {
+      for (hh_segment_t* s = large_segments; s != NULL; s = s->next) {
+        if (s->used == 0) { release = s; break; }
+      }
+      if (release != NULL) large_segment_detach(release);
+    }
+    pthread_mutex_unlock(&large_lock);
+    if (release == NULL) return;
+    large_segment_release(release);
+  }
+}
+
+static void spans_collect(bool force) {
+  if (!force && atomic_load_explicit(&large_purge_pending, memory_order_relaxed) == 0) return;
+  if (force) {
+    pthread_mutex_lock(&large_lock);
+  } else if (pthread_mutex_trylock(&large_lock) != 0) {
+    return;  /* busy: the next heartbeat tries again */
+  }
+  spans_purge_expired(hh_os_clock_ms(), force);
+  pthread_mutex_unlock(&large_lock);
+  if (force) spans_release_empty(0);
+}
+
+/* Mark slices [first, first + count) used (under large_lock). Returns
+ * whether they all read as zero. */
+static bool span_take(hh_segment_t* segment, size_t first, size_t count) {
+  uint64_t mask = span_mask(first, count);
+  uint64_t purged = mask & ~segment->span_resident;
+  if (purged != 0) {
+    hh_stat_add(&hh_stats.committed, &hh_stats.committed_peak,
+                (size_t)__builtin_popcountll(purged) << HH_SPAN_SLICE_SHIFT);
+  }
+  bool zero = (mask & ~segment->span_zero) == 0;
+  segment->span_resident |= mask;
+  segment->span_zero &= ~mask;
+  segment->span_used |= mask;
+  return zero;
+}
+
+/* A span for a block of block_size bytes whose start is aligned to
+ * alignment (at most HH_SEGMENT_SIZE / 2). */
+static hh_page_t* span_alloc(hh_heap_t* heap, size_t block_size, size_t alignment) {
+  size_t count = (hh_good_size(block_size) + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
+  if (count == 0) count = 1;
+  size_t align_slices = alignment > HH_SPAN_SLICE_SIZE ? alignment >> HH_SPAN_SLICE_SHIFT : 1;
+  hh_assert(count < HH_SPAN_SLICES && align_slices <= HH_SPAN_SLICES / 2);
+  size_t first = 0;
+  pthread_mutex_lock(&large_lock);
+  hh_segment_t* segment = large_segments;
+  while (segment != NULL && !span_find(segment, count, align_slices, &first)) segment = segment->next;
+  if (segment == NULL) {
+    /* a new large segment: mapped (or taken from this thread's cache)
+     * outside the lock, since that may take the global cache's lock */
+    pthread_mutex_unlock(&large_lock);
+    hh_tld_t* tld = heap->tld;
+    segment = segment_alloc(tld, HH_SEGMENT_LARGE, 0, 0);
+    if (segment == NULL) return NULL;
+    tld->segments.count--;
+    segment->tld = NULL;
+    atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
+    segment->span_used = 1;  /* slice 0: header, page descriptors (and the secure guard) */
+    segment->span_resident = ~(uint64_t)0;  /* counted as committed by segment_alloc */
+    segment->span_zero = segment->pages[1].is_zero_init ? ~(uint64_t)1 : 0;
+    segment->span_purge_at = 0;
+    pthread_mutex_lock(&large_lock);
+    segment->prev = NULL;
+    segment->next = large_segments;
+    if (large_segments != NULL) large_segments->prev = segment;
+    large_segments = segment;
+    large_empty_count++;
+    bool found = span_find(segment, count, align_slices, &first);
+    hh_assert(found);
+    (void)found;
+  }
+  if (segment->used == 0) large_empty_count--;
+  segment->used++;
+  bool zero = span_take(segment, first, count);
+  hh_page_t* page = &segment->pages[first];
+  page->segment_in_use = 1;
+  page->is_purged = 0;
+  page->is_zero_init = zero;
+  page->span_slices = (uint8_t)count;
+  page->page_start = (uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT);
+  pthread_mutex_unlock(&large_lock);
+  return page;
+}
+
+static void span_free(hh_segment_t* segment, hh_page_t* page) {
+  hh_segment_t* release = NULL;
+  pthread_mutex_lock(&large_lock);
+  segment->span_used &= ~span_mask(page->segment_idx, page->span_slices);
+  uint16_t idx = page->segment_idx;
+  uint8_t* start = page->page_start;
+  size_t block_size = page->block_size;
+  memset(page, 0, sizeof(*page));
+  page->segment_idx = idx;
+  /* kept while the slice is free, so a second free of the block is
+   * reported as a double free (free.c); segment_in_use stays 0 */
+  page->page_start = start;
+  page->block_size = block_size;
+  segment->used--;
+  long delay = hh_option_get_fast(hh_option_purge_delay);
+  if (delay == 0) {
+    span_purge(segment);
+  } else if (delay > 0) {
+    if (segment->span_purge_at == 0) atomic_fetch_add_explicit(&large_purge_pending, 1, memory_order_relaxed);
+    segment->span_purge_at = hh_os_clock_ms() + (uint64_t)delay;
+  }
+  if (segment->used == 0 && ++large_empty_count > HH_LARGE_EMPTY_KEEP) {
+    large_segment_detach(segment);
+    release = segment;
+  }
+  pthread_mutex_unlock(&large_lock);
+  if (release != NULL) large_segment_release(release);
+}
+
+/* ---- single-block pages (large and huge) -------------------------------------*/
+bool hh_segment_single_claim(hh_page_t* page) {
+  hh_segment_t* segment = hh_page_segment(page);
+  if (segment->kind == HH_SEGMENT_LARGE) {
+    uint8_t live = 1;
+    return atomic_compare_exchange_strong_explicit(&page->single_live, &live, 0, memory_order_acq_rel,
+                                                   memory_order_relaxed);
+  }
+  uintptr_t unowned = 0;
+  return atomic_compare_exchange_strong_explicit(&segment->thread_id, &unowned, hh_thread_id(), memory_order_acq_rel,
+                                                 memory_order_relaxed);
+}
+
+void hh_segment_single_free(hh_page_t* page) {
+  hh_segment_t* segment = hh_page_segment(page);
+  hh_stat_sub(&hh_stats.pages, 1);
+  if (segment->kind == HH_SEGMENT_LARGE) {
+    span_free(segment, page);
+  } else {
+    segment_unmap(segment);
+  }
 }
 
 bool hh_segment_single_resize(hh_page_t* page, size_t newsize) {
   hh_segment_t* segment = hh_page_segment(page);
-  size_t area;
-  (void)hh_segment_page_area(segment, page, &area);
-  /* Growing stays in place while the mapping has room; shrinking below
-   * half moves to a smaller block, so the memory is returned when this
-   * segment is freed rather than held behind a small block. */
-  if (newsize > area || newsize < page->block_size / 2) return false;
-  if (segment->kind == HH_SEGMENT_LARGE) {
-    size_t new_size = hh_good_size(newsize);
-    if (new_size > page->block_size) page->block_size = new_size < area ? new_size : area;
+  /* Shrinking below half moves to a smaller block, so the memory is
+   * returned when this one is freed rather than held behind a small block. */
+  if (newsize < page->block_size / 2) return false;
+  if (newsize <= page->block_size) return true;
+  if (segment->kind != HH_SEGMENT_LARGE) return false;  /* huge: block_size is the whole mapping */
+  /* a span grows in place: into the slack of its last slice, then over the
+   * free slices that follow it */
+  size_t new_block = hh_good_size(newsize);
+  size_t count = (new_block + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
+  size_t first = page->segment_idx;
+  if (first + count > HH_SPAN_SLICES) return false;
+  bool grown = true;
+  if (count > page->span_slices) {
+    pthread_mutex_lock(&large_lock);
+    uint64_t extra = span_mask(first + page->span_slices, count - page->span_slices);
+    grown = (segment->span_used & extra) == 0;
+    if (grown) {
+      (void)span_take(segment, first + page->span_slices, count - page->span_slices);
+      page->span_slices = (uint8_t)count;
+    }
+    pthread_mutex_unlock(&large_lock);
   }
-  return true;
+  if (grown) page->block_size = new_block;
+  return grown;
 }
 
 hh_page_t* hh_segment_page_alloc(hh_heap_t* heap, size_t block_size, size_t alignment) {
   hh_page_t* page;
   if (alignment > HH_MIN_ALIGN) {
-    /* only huge segments place their block at a chosen alignment */
-    page = single_page_alloc(heap, HH_SEGMENT_HUGE, block_size, alignment);
+    /* placed at the alignment: a span at an aligned slice, or a huge segment */
+    if (block_size <= HH_LARGE_OBJ_SIZE_MAX && alignment <= HH_SEGMENT_SIZE / 2) {
+      page = span_alloc(heap, block_size, alignment);
+    } else {
+      page = huge_page_alloc(heap, block_size, alignment);
+    }
   } else if (block_size <= HH_SMALL_OBJ_SIZE_MAX) {
     page = multi_page_alloc(heap, HH_SEGMENT_SMALL);
   } else if (block_size <= HH_MEDIUM_OBJ_SIZE_MAX) {
     page = multi_page_alloc(heap, HH_SEGMENT_MEDIUM);
   } else if (block_size <= HH_LARGE_OBJ_SIZE_MAX) {
-    page = single_page_alloc(heap, HH_SEGMENT_LARGE, block_size, 0);  /* cached, growable in place */
+    page = span_alloc(heap, block_size, 0);
   } else {
-    page = single_page_alloc(heap, HH_SEGMENT_HUGE, block_size, alignment);
+    page = huge_page_alloc(heap, block_size, 0);
   }
   if (page != NULL) hh_stat_add(&hh_stats.pages, &hh_stats.pages_peak, 1);
   return page;
@@ -557,6 +810,7 @@ void hh_segment_page_free(hh_page_t* page, bool force) {
 }
 
 void hh_segments_collect(hh_tld_t* tld, bool force) {
+  spans_collect(force);
   if (!force && tld->segments.purge_pending == 0) return;
   uint64_t now = hh_os_clock_ms();
   hh_segment_queue_t* queues[2] = {&tld->segments.small_free, &tld->segments.medium_free};
@@ -622,9 +876,11 @@ void hh_segment_abandon_publish(hh_segment_t* list) {
 
 void hh_segment_fork_prepare(void) {
   pthread_mutex_lock(&abandoned_lock);
+  pthread_mutex_lock(&large_lock);
 }
 
 void hh_segment_fork_release(void) {
+  pthread_mutex_unlock(&large_lock);
   pthread_mutex_unlock(&abandoned_lock);
 }
 

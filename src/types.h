@@ -50,7 +50,10 @@
 
 #define HH_SMALL_OBJ_SIZE_MAX (HH_SMALL_PAGE_SIZE / 8)    /* 8 KiB: >= 8 blocks per small page */
 #define HH_MEDIUM_OBJ_SIZE_MAX (HH_MEDIUM_PAGE_SIZE / 4)  /* 128 KiB: >= 4 blocks per medium page */
-#define HH_LARGE_OBJ_SIZE_MAX (HH_SEGMENT_SIZE / 2)       /* 2 MiB: one block per large segment */
+#define HH_LARGE_OBJ_SIZE_MAX (HH_SEGMENT_SIZE / 2)       /* 2 MiB: largest block asked from spans */
+#define HH_SPAN_SLICE_SHIFT HH_SMALL_PAGE_SHIFT           /* large segments are cut into 64 KiB slices */
+#define HH_SPAN_SLICE_SIZE ((size_t)1 << HH_SPAN_SLICE_SHIFT)
+#define HH_SPAN_SLICES (HH_SEGMENT_SIZE / HH_SPAN_SLICE_SIZE) /* 64: one bit each in a uint64_t */
 /* Sizes above this get a huge segment of their own. */
 #define HH_HUGE_OBJ_SIZE_MIN (HH_LARGE_OBJ_SIZE_MAX + 1)
 /* Largest request ever accepted: beyond it sizes would overflow internally. */
@@ -127,6 +130,9 @@ struct hh_page_s {
   uint8_t segment_in_use;           /* page is handed out to a heap (segment.c) */
   uint8_t is_zero_init;             /* page memory was fresh from the OS or purged (segment.c) */
   uint8_t is_purged;                /* free page slot whose memory was returned to the OS */
+  uint8_t span_slices;              /* large spans: 64 KiB slices the block covers (segment.c) */
+  _Atomic(uint8_t) single_live;     /* large spans: 1 while the block is allocated; the free that
+                                       takes it to 0 releases the span, a second one is a double free */
   hh_block_t* local_free;           /* blocks freed by the owning thread, moved to free in bulk */
   size_t block_size;                /* size of every block in this page (bytes) */
   uint8_t* page_start;              /* first block; page 0 starts after the segment header */
@@ -153,7 +159,8 @@ _Static_assert(sizeof(struct hh_page_s) == 128, "hh_page_t must stay 128 bytes (
 typedef enum hh_segment_kind_e {
   HH_SEGMENT_SMALL,   /* 64 small pages */
   HH_SEGMENT_MEDIUM,  /* 8 medium pages */
-  HH_SEGMENT_LARGE,   /* one block (128 KiB .. 2 MiB asked; may grow in place to the segment size) */
+  HH_SEGMENT_LARGE,   /* spans: blocks of 128 KiB .. 2 MiB asked, each a run of 64 KiB slices
+                         (slice 0 holds the header); shared by all threads, under one lock */
   HH_SEGMENT_HUGE     /* one page, one block, any size; segment_size fits the block */
 } hh_segment_kind_t;
 
@@ -176,6 +183,10 @@ struct hh_segment_s {
   uint32_t purge_pending;           /* free pages with a purge_expire set */
   bool in_free_queue;               /* linked in tld->small_free / medium_free */
   uint64_t cached_ms;               /* when it entered the global cache (segment.c), for purging */
+  uint64_t span_used;               /* large: bit i set = slice i belongs to a live block (bit 0: header) */
+  uint64_t span_resident;           /* large: bit i set = slice i's memory may be resident (not purged) */
+  uint64_t span_zero;               /* large: bit i set = slice i is known to read as zero */
+  uint64_t span_purge_at;           /* large: ms time to purge the free resident slices, 0 = none */
   hh_page_t pages[];                /* page descriptors, page_count of them */
 };
 

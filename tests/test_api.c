@@ -626,6 +626,79 @@ START_TEST(test_realloc_aligned_keeps_alignment) {
 }
 END_TEST
 
+/* Large blocks (128 KiB .. 2 MiB) are spans of 64 KiB slices in shared
+ * segments: many live at once must never overlap, keep their contents while
+ * others come and go (freed slices are reused by blocks of other sizes),
+ * start 64 KiB-aligned, and calloc must see zeros in reused slices. */
+START_TEST(test_large_spans) {
+  enum { N = 48, ROUNDS = 6 };
+  uint8_t* blocks[N] = {0};
+  size_t sizes[N] = {0};
+  uint64_t r = 0x9e3779b97f4a7c15u;
+  for (int round = 0; round < ROUNDS; round++) {
+    for (int i = 0; i < N; i++) {
+      r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+      if (blocks[i] != NULL && (r & 1)) {
+        size_t bad = check_fill(blocks[i], sizes[i], (unsigned)i);
+        REQUIRE(bad == SIZE_MAX, "large block %d (%zu bytes) lost byte %zu", i, sizes[i], bad);
+        hh_free(blocks[i]);
+        blocks[i] = NULL;
+      }
+      if (blocks[i] == NULL) {
+        size_t n = 128 * KiB + 1 + (size_t)(r >> 20) % (2 * MiB - 128 * KiB);
+        uint8_t* p = (round & 1) ? hh_calloc(1, n) : hh_malloc(n);
+        REQUIRE(p != NULL, "allocating %zu bytes failed", n);
+        REQUIRE(is_aligned(p, 64 * KiB), "large block %p of %zu bytes is not 64 KiB-aligned", (void*)p, n);
+        REQUIRE(hh_usable_size(p) == hh_good_size(n), "usable_size %zu, good_size %zu", hh_usable_size(p),
+                hh_good_size(n));
+        if (round & 1) {
+          size_t nz = first_nonzero(p, n);
+          REQUIRE(nz == SIZE_MAX, "calloc(%zu) has a non-zero byte at %zu", n, nz);
+        }
+        fill(p, n, (unsigned)i);
+        blocks[i] = p;
+        sizes[i] = n;
+      }
+    }
+    for (int i = 0; i < N; i++) {
+      for (int j = i + 1; j < N; j++) {
+        if (blocks[i] == NULL || blocks[j] == NULL) continue;
+        bool apart = blocks[i] + hh_usable_size(blocks[i]) <= blocks[j] || blocks[j] + hh_usable_size(blocks[j]) <= blocks[i];
+        REQUIRE(apart, "large blocks %p and %p overlap", (void*)blocks[i], (void*)blocks[j]);
+      }
+    }
+  }
+  /* Growth in place into the next free slices, and shrink to a new block. */
+  for (int i = 0; i < N; i++) {
+    if (blocks[i] == NULL) continue;
+    size_t bad = check_fill(blocks[i], sizes[i], (unsigned)i);
+    REQUIRE(bad == SIZE_MAX, "large block %d lost byte %zu", i, bad);
+    uint8_t* q = hh_realloc(blocks[i], sizes[i] + 300 * KiB);
+    REQUIRE(q != NULL, "growing a large block failed");
+    bad = check_fill(q, sizes[i], (unsigned)i);
+    REQUIRE(bad == SIZE_MAX, "growing large block %d to %zu lost byte %zu", i, sizes[i] + 300 * KiB, bad);
+    uint8_t* t = hh_realloc(q, 1000);
+    REQUIRE(t != NULL, "shrinking a large block failed");
+    bad = check_fill(t, 1000, (unsigned)i);
+    REQUIRE(bad == SIZE_MAX, "shrinking large block %d lost byte %zu", i, bad);
+    hh_free(t);
+  }
+  /* Aligned large blocks start at an aligned slice of their own. */
+  for (size_t a = 128 * KiB; a <= 2 * MiB; a *= 2) {
+    uint8_t* p = hh_malloc_aligned(200 * KiB, a);
+    uint8_t* q = hh_malloc_aligned(3 * 64 * KiB + 5, a);
+    REQUIRE(p != NULL && q != NULL && is_aligned(p, a) && is_aligned(q, a), "aligned large blocks %p %p (%zu)",
+            (void*)p, (void*)q, a);
+    fill(p, 200 * KiB, 1);
+    fill(q, 3 * 64 * KiB + 5, 2);
+    REQUIRE(check_fill(p, 200 * KiB, 1) == SIZE_MAX, "aligned large block overwritten");
+    hh_free(q);
+    hh_free(p);
+  }
+  hh_collect(true);
+}
+END_TEST
+
 START_TEST(test_reallocf) {
   /* Success: behaves like realloc. */
   uint8_t* p = hh_malloc(100);
@@ -1101,6 +1174,7 @@ static Suite* api_suite(void) {
   tcase_add_test(tc, test_realloc_null_and_zero);
   tcase_add_test(tc, test_realloc_aligned_keeps_alignment);
   tcase_add_test(tc, test_reallocf);
+  tcase_add_test(tc, test_large_spans);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("zeroing");
