@@ -441,19 +441,29 @@ static hh_page_t* segment_claim_page(hh_segment_t* segment, hh_page_t* page) {
   return page;
 }
 
-static hh_page_t* segment_find_free_page(hh_segment_t* segment) {
-  /* Prefer a page that was never purged: its memory is still resident. */
-  hh_page_t* fallback = NULL;
+/* A free slot for a page of size class bin. Best: a resident slot that last
+ * held the same class, whose blocks sit at the same offsets, so the new page
+ * touches no memory the old one did not (slots passed from class to class
+ * end up resident to the furthest extent of any of them). Then any resident
+ * slot, then a purged one. */
+static hh_page_t* segment_find_free_page(hh_segment_t* segment, size_t bin) {
+  hh_page_t* resident = NULL;
+  hh_page_t* purged = NULL;
   for (uint32_t i = 0; i < segment->page_count; i++) {
     hh_page_t* page = &segment->pages[i];
     if (page->segment_in_use) continue;
-    if (!page->is_purged) return page;
-    if (fallback == NULL) fallback = page;
+    if (page->is_purged) {
+      if (purged == NULL) purged = page;
+    } else if (page->bin == bin) {
+      return page;
+    } else if (resident == NULL) {
+      resident = page;
+    }
   }
-  return fallback;
+  return resident != NULL ? resident : purged;
 }
 
-static hh_page_t* multi_page_alloc(hh_heap_t* heap, hh_segment_kind_t kind) {
+static hh_page_t* multi_page_alloc(hh_heap_t* heap, hh_segment_kind_t kind, size_t bin) {
   hh_tld_t* tld = heap->tld;
   hh_segment_queue_t* q = kind == HH_SEGMENT_SMALL ? &tld->segments.small_free : &tld->segments.medium_free;
   hh_segment_t* segment = q->first;
@@ -462,7 +472,7 @@ static hh_page_t* multi_page_alloc(hh_heap_t* heap, hh_segment_kind_t kind) {
     if (segment == NULL) return NULL;
     segment_queue_push(q, segment);
   }
-  hh_page_t* page = segment_find_free_page(segment);
+  hh_page_t* page = segment_find_free_page(segment, bin);
   hh_assert(page != NULL);
   segment_claim_page(segment, page);
   if (segment->used == segment->page_count) segment_queue_remove(q, segment);
@@ -770,9 +780,9 @@ hh_page_t* hh_segment_page_alloc(hh_heap_t* heap, size_t block_size, size_t alig
       page = huge_page_alloc(heap, block_size, alignment);
     }
   } else if (block_size <= HH_SMALL_OBJ_SIZE_MAX) {
-    page = multi_page_alloc(heap, HH_SEGMENT_SMALL);
+    page = multi_page_alloc(heap, HH_SEGMENT_SMALL, hh_bin(block_size));
   } else if (block_size <= HH_MEDIUM_OBJ_SIZE_MAX) {
-    page = multi_page_alloc(heap, HH_SEGMENT_MEDIUM);
+    page = multi_page_alloc(heap, HH_SEGMENT_MEDIUM, hh_bin(block_size));
   } else if (block_size <= HH_LARGE_OBJ_SIZE_MAX) {
     page = span_alloc(heap, block_size, 0);
   } else {
@@ -790,10 +800,12 @@ void hh_segment_page_free(hh_page_t* page, bool force) {
   /* Reset the descriptor; the memory keeps whatever the blocks held. */
   uint16_t idx = page->segment_idx;
   uint8_t purged = page->is_purged;
+  uint8_t bin = page->bin;
   uint64_t expire = page->purge_expire;
   memset(page, 0, sizeof(*page));
   page->segment_idx = idx;
   page->is_purged = purged;
+  page->bin = bin;  /* the slot's last class (segment_find_free_page) */
   page->purge_expire = expire;
   segment->used--;
 
