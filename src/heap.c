@@ -326,7 +326,7 @@ static void heap_absorb(hh_heap_t* into, hh_heap_t* from) {
   /* no remote free may target from's delayed list once we start moving */
   heap_visit_pages(from, page_never_delayed_visitor, false);
   hh_heap_delayed_free_all(from);
-  for (size_t i = 0; i < from->retired_count; i++) from->retired[i]->retire_expire = 0;
+  for (size_t i = 0; i < from->retired_count; i++) from->retired[i]->is_retired = 0;
   from->retired_count = 0;
   for (size_t bin = 0; bin < HH_BIN_COUNT; bin++) {
     hh_page_queue_t* pq = &from->pages[bin];
@@ -395,7 +395,7 @@ void hh_heap_destroy(hh_heap_t* heap) {
     hh_error_message("the backing heap %p of a thread cannot be destroyed", (void*)heap);
     return;
   }
-  for (size_t i = 0; i < heap->retired_count; i++) heap->retired[i]->retire_expire = 0;
+  for (size_t i = 0; i < heap->retired_count; i++) heap->retired[i]->is_retired = 0;
   heap->retired_count = 0;
   heap_visit_pages(heap, page_destroy_visitor, false);
   singles_lock(heap);

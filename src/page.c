@@ -200,7 +200,7 @@ static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_
   atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
   page->free = NULL;
   page->local_free = NULL;
-  page->retire_expire = 0;
+  page->is_retired = 0;
   page->next = page->prev = NULL;
   atomic_store_explicit(&page->thread_free, hh_thread_free_make(NULL, HH_NO_DELAYED_FREE), memory_order_relaxed);
   atomic_store_explicit(&page->heap, heap, memory_order_release);
@@ -252,12 +252,12 @@ static void retired_remove(hh_heap_t* heap, hh_page_t* page) {
       break;
     }
   }
-  page->retire_expire = 0;
+  page->is_retired = 0;
 }
 
 void hh_page_free(hh_page_t* page, hh_page_queue_t* pq, bool force) {
   hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
-  if (page->retire_expire != 0) retired_remove(heap, page);
+  if (page->is_retired != 0) retired_remove(heap, page);
   hh_page_queue_remove(heap, pq, page);
   heap->page_count--;
   hh_segment_page_free(page, force);
@@ -268,32 +268,41 @@ void hh_page_free(hh_page_t* page, hh_page_queue_t* pq, bool force) {
  * again, and returning it to the segment costs); large ones go at once. */
 void hh_page_retire(hh_page_t* page) {
   hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
-  if (page->retire_expire != 0) {
-    page->retire_expire = HH_RETIRE_CYCLES;
+  uint64_t expire = heap->tld->heartbeat + HH_RETIRE_CYCLES;
+  if (page->is_retired != 0) {
+    page->retire_at = expire;  /* emptied again: a new lease */
     return;
   }
   if (page->block_size <= HH_MEDIUM_OBJ_SIZE_MAX && heap->retired_count < HH_RETIRED_MAX) {
-    page->retire_expire = HH_RETIRE_CYCLES;
+    page->is_retired = 1;
+    page->retire_at = expire;
+    if (heap->retired_count == 0 || expire < heap->retired_check) heap->retired_check = expire;
     heap->retired[heap->retired_count++] = page;
     return;
   }
   hh_page_free(page, hh_page_queue_of(heap, page), false);
 }
 
+/* Called from the generic path only once the earliest lease is up
+ * (heap->retired_check), so most calls do not touch the pages at all. A
+ * page that is in use again stays listed until then. */
 void hh_heap_collect_retired(hh_heap_t* heap, bool free_all, bool purge) {
+  uint64_t now = heap->tld->heartbeat;
+  uint64_t next = UINT64_MAX;
   size_t i = 0;
   while (i < heap->retired_count) {
     hh_page_t* page = heap->retired[i];
     if (!hh_page_all_free(page)) {
       retired_remove(heap, page);  /* in use again */
-    } else if (free_all || page->retire_expire <= 1) {
+    } else if (free_all || page->retire_at <= now) {
       retired_remove(heap, page);
       hh_page_free(page, hh_page_queue_of(heap, page), purge);
     } else {
-      page->retire_expire--;
+      if (page->retire_at < next) next = page->retire_at;
       i++;
     }
   }
+  heap->retired_check = next;
 }
 
 /* ---- adopting pages of reclaimed segments ----------------------------------------*/
@@ -301,7 +310,7 @@ bool hh_page_reclaim(hh_heap_t* heap, hh_page_t* page) {
   atomic_store_explicit(&page->heap, heap, memory_order_release);
   hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, true);
   hh_page_flags_clear(page, HH_PAGE_IN_FULL);
-  page->retire_expire = 0;
+  page->is_retired = 0;
   hh_page_collect_free(page, false);
   heap->page_count++;
   hh_page_queue_t* pq = &heap->pages[page->bin];
@@ -395,7 +404,7 @@ void* hh_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t huge_ali
   hh_tld_t* tld = heap->tld;
   tld->heartbeat++;
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL) hh_heap_delayed_free_all(heap);
-  if (heap->retired_count != 0) hh_heap_collect_retired(heap, false, false);
+  if (heap->retired_count != 0 && tld->heartbeat >= heap->retired_check) hh_heap_collect_retired(heap, false, false);
   if ((tld->heartbeat & 63) == 0) {
     hh_segments_collect(tld, false);
     hh_heap_deferred_free(heap, false);

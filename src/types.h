@@ -145,9 +145,9 @@ struct hh_page_s {
   hh_page_t* prev;                  /* previous page in its heap queue */
   uint16_t segment_idx;             /* index of this page in segment->pages */
   uint8_t bin;                      /* size class (HH_BIN_HUGE for huge pages) */
-  uint8_t retire_expire;            /* retire countdown; != 0 iff the page is in heap->retired */
+  uint8_t is_retired;               /* != 0 iff the page is in heap->retired */
   uint64_t purge_expire;            /* ms timestamp when this free page slot is purged, 0 = none */
-  uint64_t padding_to_128;          /* unused: 128-byte descriptors make the page index a shift */
+  uint64_t retire_at;               /* retired pages: tld heartbeat at which the page is freed */
 };
 _Static_assert(sizeof(struct hh_page_s) == 128, "hh_page_t must stay 128 bytes (internal.h:hh_segment_page_of)");
 
@@ -210,6 +210,7 @@ struct hh_heap_s {
   size_t page_count;                             /* pages owned by this heap */
   hh_page_t* retired[HH_RETIRED_MAX];            /* empty pages kept a while (page.c:hh_page_retire) */
   size_t retired_count;                          /* entries used in retired */
+  uint64_t retired_check;                        /* heartbeat of the earliest retire_at in retired */
   hh_page_t* singles;                            /* large/huge single-block pages (linked by next/prev) */
   hh_heap_t* next;                               /* next first-class heap of the same thread */
   /* last: heap.c:heap_init re-initialises a pooled heap up to here, under
