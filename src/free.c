@@ -45,6 +45,12 @@ static bool page_check_pointer(const hh_segment_t* segment, const hh_page_t* pag
     hh_error_message("invalid %s of %p: not an allocated block (its page is free)", what, p);
     return false;
   }
+  if (segment->kind == HH_SEGMENT_LARGE && hh_unlikely(atomic_load_explicit(&((hh_page_t*)page)->single_live,
+                                                                           memory_order_relaxed) == 0)) {
+    /* a freed span waiting in some thread's span cache */
+    if (page->page_start == (const uint8_t*)p) return report_span_freed(page, p, what);
+    return report_invalid(page, p, what, "not an allocated block");
+  }
   uintptr_t start = (uintptr_t)page->page_start;
   uintptr_t a = (uintptr_t)p;
   uint32_t limit = is_owner ? page->capacity : page->reserved;

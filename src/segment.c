@@ -13,6 +13,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 _Atomic(uintptr_t) hh_segment_map[HH_SEGMENT_MAP_BITS / 64];
 uintptr_t hh_process_cookie;
@@ -265,7 +266,10 @@ static hh_segment_t* global_cache_pop(void) {
  * up to HH_GLOBAL_CACHE_MAX x 4 MiB resident on top of the live heaps
  * (larson at 2 threads: 24 MiB peak RSS against 16.5 MiB purged, for about
  * 15% more time). */
+static void span_cache_release(hh_tld_t* tld, uint64_t now, bool all);
+
 void hh_segments_thread_exit(hh_tld_t* tld) {
+  span_cache_release(tld, 0, true);
   hh_segments_collect(tld, false);
   while (tld->segments.cache != NULL) {
     hh_segment_t* segment = tld->segments.cache;
@@ -504,7 +508,32 @@ static hh_page_t* huge_page_alloc(hh_heap_t* heap, size_t block_size, size_t ali
  * is ever handed out (spans start 64 KiB-aligned, larger alignments are
  * placed, see span_alloc). Freed slices stay resident for the purge delay,
  * restarted by every free in the segment. */
-static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(bool) large_lock;                /* a spin lock: held for a few word operations */
+
+static void large_lock_acquire(void) {
+  for (unsigned spins = 0;; spins++) {
+    if (!atomic_load_explicit(&large_lock, memory_order_relaxed) &&
+        !atomic_exchange_explicit(&large_lock, true, memory_order_acquire)) {
+      return;
+    }
+    if (spins >= 64) {
+      sched_yield();  /* the holder may have been preempted */
+    } else {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+}
+
+static bool large_lock_try(void) {
+  return !atomic_load_explicit(&large_lock, memory_order_relaxed) &&
+         !atomic_exchange_explicit(&large_lock, true, memory_order_acquire);
+}
+
+static void large_lock_release(void) {
+  atomic_store_explicit(&large_lock, false, memory_order_release);
+}
 static hh_segment_t* large_segments;           /* every large segment, linked by next/prev */
 static size_t large_empty_count;               /* large segments without a live span */
 static _Atomic(size_t) large_purge_pending;    /* large segments with span_purge_at set */
@@ -516,15 +545,22 @@ static uint64_t span_mask(size_t first, size_t count) {
   return bits << first;
 }
 
-/* First run of count free slices starting at a multiple of align_slices. */
+/* First run of count free slices starting at a multiple of align_slices:
+ * bit i of `starts` survives the shifts iff slices i .. i+count-1 are all
+ * free (a few word operations per segment instead of a scan). */
 static bool span_find(const hh_segment_t* segment, size_t count, size_t align_slices, size_t* first) {
-  for (size_t i = align_slices > 1 ? align_slices : 1; i + count <= HH_SPAN_SLICES; i += align_slices) {
-    if ((segment->span_used & span_mask(i, count)) == 0) {
-      *first = i;
-      return true;
-    }
+  uint64_t free_slices = ~segment->span_used;
+  uint64_t starts = free_slices;
+  for (size_t k = 1; k < count && starts != 0; k++) starts &= free_slices >> k;
+  if (count > 1) starts &= ~(uint64_t)0 >> (count - 1);  /* the run must end inside the segment */
+  if (align_slices > 1) {
+    uint64_t aligned = 0;
+    for (size_t i = 0; i < HH_SPAN_SLICES; i += align_slices) aligned |= (uint64_t)1 << i;
+    starts &= aligned;
   }
-  return false;
+  if (starts == 0) return false;
+  *first = (size_t)__builtin_ctzll(starts);
+  return true;
 }
 
 /* Give the free resident slices of segment back to the OS. */
@@ -601,14 +637,14 @@ static void large_segment_release(hh_segment_t* segment) {
 static void spans_release_empty(size_t keep) {
   for (;;) {
     hh_segment_t* release = NULL;
-    pthread_mutex_lock(&large_lock);
+    large_lock_acquire();
     if (large_empty_count > keep) {
       for (hh_segment_t* s = large_segments; s != NULL; s = s->next) {
         if (s->used == 0) { release = s; break; }
       }
       if (release != NULL) large_segment_detach(release);
     }
-    pthread_mutex_unlock(&large_lock);
+    large_lock_release();
     if (release == NULL) return;
     large_segment_release(release);
   }
@@ -617,12 +653,12 @@ static void spans_release_empty(size_t keep) {
 static void spans_collect(bool force) {
   if (!force && atomic_load_explicit(&large_purge_pending, memory_order_relaxed) == 0) return;
   if (force) {
-    pthread_mutex_lock(&large_lock);
-  } else if (pthread_mutex_trylock(&large_lock) != 0) {
+    large_lock_acquire();
+  } else if (!large_lock_try()) {
     return;  /* busy: the next heartbeat tries again */
   }
   spans_purge_expired(hh_os_clock_ms(), force);
-  pthread_mutex_unlock(&large_lock);
+  large_lock_release();
   if (force) spans_release_empty(0);
 }
 
@@ -642,6 +678,67 @@ static bool span_take(hh_segment_t* segment, size_t first, size_t count) {
   return zero;
 }
 
+/* ---- the per-thread span cache ----------------------------------------------
+ * A thread that frees a large block keeps its span (still marked used in
+ * its segment, single_live 0) for its own next large block, which then
+ * takes neither large_lock nor any shared cache line: without it, two
+ * threads allocating large blocks spent most of their time waiting for the
+ * lock. Entries expire after the purge delay (hh_segments_collect). */
+static void span_free(hh_segment_t* segment, hh_page_t* page);
+
+static void span_cache_remove(hh_tld_t* tld, size_t i) {
+  tld->segments.span_cache_slices -= tld->segments.span_cache[i]->span_slices;
+  for (size_t j = i + 1; j < tld->segments.span_cache_count; j++) tld->segments.span_cache[j - 1] = tld->segments.span_cache[j];
+  tld->segments.span_cache_count--;
+}
+
+/* The smallest cached span of count .. 2*count slices (aligned). */
+static hh_page_t* span_cache_take(hh_tld_t* tld, size_t count, size_t align_slices) {
+  size_t best = SIZE_MAX;
+  for (size_t i = 0; i < tld->segments.span_cache_count; i++) {
+    const hh_page_t* page = tld->segments.span_cache[i];
+    if (page->span_slices < count || page->span_slices > 2 * count) continue;
+    if (align_slices > 1 && page->segment_idx % align_slices != 0) continue;
+    if (best == SIZE_MAX || page->span_slices < tld->segments.span_cache[best]->span_slices) best = i;
+  }
+  if (best == SIZE_MAX) return NULL;
+  hh_page_t* page = tld->segments.span_cache[best];
+  span_cache_remove(tld, best);
+  page->purge_expire = 0;
+  page->is_zero_init = 0;
+  return page;
+}
+
+/* Keep page in the cache; false if it does not fit (the caller frees it). */
+static bool span_cache_put(hh_tld_t* tld, hh_page_t* page) {
+  long delay = hh_option_get_fast(hh_option_purge_delay);
+  if (delay == 0 || page->span_slices > HH_SPAN_CACHE_SLICES / 2) return false;
+  while (tld->segments.span_cache_count == HH_SPAN_CACHE_MAX ||
+         tld->segments.span_cache_slices + page->span_slices > HH_SPAN_CACHE_SLICES) {
+    hh_page_t* oldest = tld->segments.span_cache[0];
+    span_cache_remove(tld, 0);
+    span_free(hh_page_segment(oldest), oldest);
+  }
+  page->purge_expire = delay < 0 ? UINT64_MAX : hh_os_clock_ms() + (uint64_t)delay;
+  tld->segments.span_cache[tld->segments.span_cache_count++] = page;
+  tld->segments.span_cache_slices += page->span_slices;
+  return true;
+}
+
+/* Give back cached spans whose time is up (all of them with all). */
+static void span_cache_release(hh_tld_t* tld, uint64_t now, bool all) {
+  size_t i = 0;
+  while (i < tld->segments.span_cache_count) {
+    hh_page_t* page = tld->segments.span_cache[i];
+    if (all || page->purge_expire <= now) {
+      span_cache_remove(tld, i);
+      span_free(hh_page_segment(page), page);
+    } else {
+      i++;
+    }
+  }
+}
+
 /* A span for a block of block_size bytes whose start is aligned to
  * alignment (at most HH_SEGMENT_SIZE / 2). */
 static hh_page_t* span_alloc(hh_heap_t* heap, size_t block_size, size_t alignment) {
@@ -649,14 +746,16 @@ static hh_page_t* span_alloc(hh_heap_t* heap, size_t block_size, size_t alignmen
   if (count == 0) count = 1;
   size_t align_slices = alignment > HH_SPAN_SLICE_SIZE ? alignment >> HH_SPAN_SLICE_SHIFT : 1;
   hh_assert(count < HH_SPAN_SLICES && align_slices <= HH_SPAN_SLICES / 2);
+  hh_page_t* cached = span_cache_take(heap->tld, count, align_slices);
+  if (cached != NULL) return cached;
   size_t first = 0;
-  pthread_mutex_lock(&large_lock);
+  large_lock_acquire();
   hh_segment_t* segment = large_segments;
   while (segment != NULL && !span_find(segment, count, align_slices, &first)) segment = segment->next;
   if (segment == NULL) {
     /* a new large segment: mapped (or taken from this thread's cache)
      * outside the lock, since that may take the global cache's lock */
-    pthread_mutex_unlock(&large_lock);
+    large_lock_release();
     hh_tld_t* tld = heap->tld;
     segment = segment_alloc(tld, HH_SEGMENT_LARGE, 0, 0);
     if (segment == NULL) return NULL;
@@ -667,7 +766,7 @@ static hh_page_t* span_alloc(hh_heap_t* heap, size_t block_size, size_t alignmen
     segment->span_resident = ~(uint64_t)0;  /* counted as committed by segment_alloc */
     segment->span_zero = segment->pages[1].is_zero_init ? ~(uint64_t)1 : 0;
     segment->span_purge_at = 0;
-    pthread_mutex_lock(&large_lock);
+    large_lock_acquire();
     segment->prev = NULL;
     segment->next = large_segments;
     if (large_segments != NULL) large_segments->prev = segment;
@@ -686,13 +785,13 @@ static hh_page_t* span_alloc(hh_heap_t* heap, size_t block_size, size_t alignmen
   page->is_zero_init = zero;
   page->span_slices = (uint8_t)count;
   page->page_start = (uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT);
-  pthread_mutex_unlock(&large_lock);
+  large_lock_release();
   return page;
 }
 
 static void span_free(hh_segment_t* segment, hh_page_t* page) {
   hh_segment_t* release = NULL;
-  pthread_mutex_lock(&large_lock);
+  large_lock_acquire();
   segment->span_used &= ~span_mask(page->segment_idx, page->span_slices);
   uint16_t idx = page->segment_idx;
   uint8_t* start = page->page_start;
@@ -715,7 +814,7 @@ static void span_free(hh_segment_t* segment, hh_page_t* page) {
     large_segment_detach(segment);
     release = segment;
   }
-  pthread_mutex_unlock(&large_lock);
+  large_lock_release();
   if (release != NULL) large_segment_release(release);
 }
 
@@ -736,7 +835,8 @@ void hh_segment_single_free(hh_page_t* page) {
   hh_segment_t* segment = hh_page_segment(page);
   hh_stat_sub(&hh_stats.pages, 1);
   if (segment->kind == HH_SEGMENT_LARGE) {
-    span_free(segment, page);
+    hh_heap_t* heap = hh_get_default_heap();
+    if (!hh_heap_is_initialized(heap) || !span_cache_put(heap->tld, page)) span_free(segment, page);
   } else {
     segment_unmap(segment);
   }
@@ -757,14 +857,14 @@ bool hh_segment_single_resize(hh_page_t* page, size_t newsize) {
   if (first + count > HH_SPAN_SLICES) return false;
   bool grown = true;
   if (count > page->span_slices) {
-    pthread_mutex_lock(&large_lock);
+    large_lock_acquire();
     uint64_t extra = span_mask(first + page->span_slices, count - page->span_slices);
     grown = (segment->span_used & extra) == 0;
     if (grown) {
       (void)span_take(segment, first + page->span_slices, count - page->span_slices);
       page->span_slices = (uint8_t)count;
     }
-    pthread_mutex_unlock(&large_lock);
+    large_lock_release();
   }
   if (grown) page->block_size = new_block;
   return grown;
@@ -822,6 +922,7 @@ void hh_segment_page_free(hh_page_t* page, bool force) {
 }
 
 void hh_segments_collect(hh_tld_t* tld, bool force) {
+  if (tld->segments.span_cache_count != 0) span_cache_release(tld, force ? 0 : hh_os_clock_ms(), force);
   spans_collect(force);
   if (!force && tld->segments.purge_pending == 0) return;
   uint64_t now = hh_os_clock_ms();
@@ -888,11 +989,11 @@ void hh_segment_abandon_publish(hh_segment_t* list) {
 
 void hh_segment_fork_prepare(void) {
   pthread_mutex_lock(&abandoned_lock);
-  pthread_mutex_lock(&large_lock);
+  large_lock_acquire();
 }
 
 void hh_segment_fork_release(void) {
-  pthread_mutex_unlock(&large_lock);
+  large_lock_release();
   pthread_mutex_unlock(&abandoned_lock);
 }
 

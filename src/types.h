@@ -54,6 +54,10 @@
 #define HH_SPAN_SLICE_SHIFT HH_SMALL_PAGE_SHIFT           /* large segments are cut into 64 KiB slices */
 #define HH_SPAN_SLICE_SIZE ((size_t)1 << HH_SPAN_SLICE_SHIFT)
 #define HH_SPAN_SLICES (HH_SEGMENT_SIZE / HH_SPAN_SLICE_SIZE) /* 64: one bit each in a uint64_t */
+/* Freed spans each thread keeps for its next large blocks: at most this many,
+ * covering at most HH_SPAN_CACHE_SLICES slices (3 MiB) in all. */
+#define HH_SPAN_CACHE_MAX 8
+#define HH_SPAN_CACHE_SLICES 48
 /* Sizes above this get a huge segment of their own. */
 #define HH_HUGE_OBJ_SIZE_MIN (HH_LARGE_OBJ_SIZE_MAX + 1)
 /* Largest request ever accepted: beyond it sizes would overflow internally. */
@@ -232,6 +236,10 @@ typedef struct hh_segments_tld_s {
   size_t cache_count;              /* segments in cache */
   size_t count;                    /* segments owned by this thread */
   size_t purge_pending;            /* free page slots of this thread waiting for their purge */
+  hh_page_t* span_cache[HH_SPAN_CACHE_MAX]; /* large spans this thread freed, oldest first, kept for
+                                       reuse without large_lock (segment.c); purge_expire = expiry */
+  size_t span_cache_count;         /* entries used in span_cache */
+  size_t span_cache_slices;        /* slices held by span_cache */
 } hh_segments_tld_t;
 
 struct hh_tld_s {
