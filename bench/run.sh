@@ -8,9 +8,10 @@
 #                  libhardheap-secure.so            (default: build/ at the repository root)
 #   ROUNDS         rounds per benchmark x allocator  (default 5)
 #   BENCHES        benchmarks to run       (default "alloc_mixed realloc_heavy
-#                  larson xmalloc")
+#                  larson xmalloc large_mt")
 #   THREADS        thread counts for the multi-threaded benchmarks (larson,
-#                  xmalloc); each count is a separate table row (default "1 2 4")
+#                  xmalloc, large_mt); each count is a separate table row
+#                  (default "1 2 4")
 #   ALLOCATORS     allocators to try, in table order (default "hardheap
 #                  hardheap-secure glibc mimalloc jemalloc tcmalloc scudo")
 #   ITERS_<bench>  iteration count for one benchmark, e.g. ITERS_alloc_mixed=
@@ -46,7 +47,7 @@ esac
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HH_BUILD=${HH_BUILD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build}
 ROUNDS=${ROUNDS:-5}
-BENCHES=${BENCHES:-"alloc_mixed realloc_heavy larson xmalloc"}
+BENCHES=${BENCHES:-"alloc_mixed realloc_heavy larson xmalloc large_mt"}
 THREADS=${THREADS:-"1 2 4"}
 ALLOCATORS=${ALLOCATORS:-"hardheap hardheap-secure glibc mimalloc jemalloc tcmalloc scudo"}
 CC=${CC:-cc}
@@ -73,7 +74,7 @@ THREADS=$uniq_threads
 # (then the iteration count) and print threads= in their RESULT line.
 is_threaded() {
     case $1 in
-    larson | xmalloc) return 0 ;;
+    larson | xmalloc | large_mt) return 0 ;;
     *) return 1 ;;
     esac
 }
@@ -318,6 +319,7 @@ if [[ $WARMUP == 1 ]]; then
                 realloc_heavy) n=50000 ;;
                 larson) n=1500000 ;;
                 xmalloc) n=800000 ;;
+                large_mt) n=15000 ;;
                 *) n= ;;
                 esac
             fi
