@@ -563,6 +563,30 @@ static bool span_find(const hh_segment_t* segment, size_t count, size_t align_sl
   return true;
 }
 
+/* The tightest free run of at least count slices over all large segments
+ * (ties: the lowest address in the first segment): best fit keeps the long
+ * runs for long blocks, so fewer segments are needed than with first fit. */
+static hh_segment_t* span_best_fit(size_t count, size_t* first) {
+  hh_segment_t* best_segment = NULL;
+  size_t best_len = SIZE_MAX;
+  for (hh_segment_t* segment = large_segments; segment != NULL; segment = segment->next) {
+    uint64_t free_slices = ~segment->span_used;
+    while (free_slices != 0) {
+      size_t start = (size_t)__builtin_ctzll(free_slices);
+      uint64_t rest = ~(free_slices >> start);
+      size_t len = rest == 0 ? HH_SPAN_SLICES - start : (size_t)__builtin_ctzll(rest);
+      if (len >= count && len < best_len) {
+        best_len = len;
+        best_segment = segment;
+        *first = start;
+        if (len == count) return segment;  /* exact fit */
+      }
+      free_slices &= ~span_mask(start, len);
+    }
+  }
+  return best_segment;
+}
+
 /* Give the free resident slices of segment back to the OS. */
 static void span_purge(hh_segment_t* segment) {
   uint64_t dirty = segment->span_resident & ~segment->span_used & ~(uint64_t)1;
@@ -751,7 +775,11 @@ static hh_page_t* span_alloc(hh_heap_t* heap, size_t block_size, size_t alignmen
   size_t first = 0;
   large_lock_acquire();
   hh_segment_t* segment = large_segments;
-  while (segment != NULL && !span_find(segment, count, align_slices, &first)) segment = segment->next;
+  if (align_slices <= 1) {
+    segment = span_best_fit(count, &first);
+  } else {
+    while (segment != NULL && !span_find(segment, count, align_slices, &first)) segment = segment->next;
+  }
   if (segment == NULL) {
     /* a new large segment: mapped (or taken from this thread's cache)
      * outside the lock, since that may take the global cache's lock */
