@@ -497,7 +497,7 @@ static hh_page_t* huge_page_alloc(hh_heap_t* heap, size_t block_size, size_t ali
 }
 
 /* ---- large blocks: spans of 64 KiB slices in shared segments -----------------
- * A block of 128 KiB .. 2 MiB is a run of slices in a large segment, so the
+ * A block of 64 KiB .. 2 MiB is a run of slices in a large segment, so the
  * memory one large block leaves is reused by the next one of any size (a
  * segment per block faulted fresh pages in for every new block and kept
  * each segment's high-water mark resident). Any thread frees large blocks,
@@ -814,11 +814,15 @@ static hh_page_t* span_alloc(hh_heap_t* heap, size_t block_size, size_t alignmen
   page->span_slices = (uint8_t)count;
   page->page_start = (uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT);
   large_lock_release();
+  /* a span in a thread's span cache still counts as a page: the shared
+   * counters are touched only when a span leaves or joins a segment */
+  hh_stat_add(&hh_stats.pages, &hh_stats.pages_peak, 1);
   return page;
 }
 
 static void span_free(hh_segment_t* segment, hh_page_t* page) {
   hh_segment_t* release = NULL;
+  hh_stat_sub(&hh_stats.pages, 1);
   large_lock_acquire();
   segment->span_used &= ~span_mask(page->segment_idx, page->span_slices);
   uint16_t idx = page->segment_idx;
@@ -861,11 +865,11 @@ bool hh_segment_single_claim(hh_page_t* page) {
 
 void hh_segment_single_free(hh_page_t* page) {
   hh_segment_t* segment = hh_page_segment(page);
-  hh_stat_sub(&hh_stats.pages, 1);
   if (segment->kind == HH_SEGMENT_LARGE) {
     hh_heap_t* heap = hh_get_default_heap();
     if (!hh_heap_is_initialized(heap) || !span_cache_put(heap->tld, page)) span_free(segment, page);
   } else {
+    hh_stat_sub(&hh_stats.pages, 1);
     segment_unmap(segment);
   }
 }
@@ -912,11 +916,13 @@ hh_page_t* hh_segment_page_alloc(hh_heap_t* heap, size_t block_size, size_t alig
   } else if (block_size <= HH_MEDIUM_OBJ_SIZE_MAX) {
     page = multi_page_alloc(heap, HH_SEGMENT_MEDIUM, hh_bin(block_size));
   } else if (block_size <= HH_LARGE_OBJ_SIZE_MAX) {
-    page = span_alloc(heap, block_size, 0);
+    return span_alloc(heap, block_size, 0);  /* counts its own pages */
   } else {
     page = huge_page_alloc(heap, block_size, 0);
   }
-  if (page != NULL) hh_stat_add(&hh_stats.pages, &hh_stats.pages_peak, 1);
+  if (page != NULL && hh_page_segment(page)->kind != HH_SEGMENT_LARGE) {
+    hh_stat_add(&hh_stats.pages, &hh_stats.pages_peak, 1);
+  }
   return page;
 }
 

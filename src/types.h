@@ -49,7 +49,7 @@
 #define HH_MEDIUM_PAGES_PER_SEGMENT (HH_SEGMENT_SIZE / HH_MEDIUM_PAGE_SIZE) /* 8 */
 
 #define HH_SMALL_OBJ_SIZE_MAX (HH_SMALL_PAGE_SIZE / 8)    /* 8 KiB: >= 8 blocks per small page */
-#define HH_MEDIUM_OBJ_SIZE_MAX (HH_MEDIUM_PAGE_SIZE / 4)  /* 128 KiB: >= 4 blocks per medium page */
+#define HH_MEDIUM_OBJ_SIZE_MAX (HH_MEDIUM_PAGE_SIZE / 8)  /* 64 KiB: >= 8 blocks per medium page */
 #define HH_LARGE_OBJ_SIZE_MAX (HH_SEGMENT_SIZE / 2)       /* 2 MiB: largest block asked from spans */
 #define HH_SPAN_SLICE_SHIFT HH_SMALL_PAGE_SHIFT           /* large segments are cut into 64 KiB slices */
 #define HH_SPAN_SLICE_SIZE ((size_t)1 << HH_SPAN_SLICE_SHIFT)
@@ -163,7 +163,7 @@ _Static_assert(sizeof(struct hh_page_s) == 128, "hh_page_t must stay 128 bytes (
 typedef enum hh_segment_kind_e {
   HH_SEGMENT_SMALL,   /* 64 small pages */
   HH_SEGMENT_MEDIUM,  /* 8 medium pages */
-  HH_SEGMENT_LARGE,   /* spans: blocks of 128 KiB .. 2 MiB asked, each a run of 64 KiB slices
+  HH_SEGMENT_LARGE,   /* spans: blocks of 64 KiB .. 2 MiB asked, each a run of 64 KiB slices
                          (slice 0 holds the header); shared by all threads, under one lock */
   HH_SEGMENT_HUGE     /* one page, one block, any size; segment_size fits the block */
 } hh_segment_kind_t;

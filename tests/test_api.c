@@ -626,7 +626,7 @@ START_TEST(test_realloc_aligned_keeps_alignment) {
 }
 END_TEST
 
-/* Large blocks (128 KiB .. 2 MiB) are spans of 64 KiB slices in shared
+/* Large blocks (64 KiB .. 2 MiB) are spans of 64 KiB slices in shared
  * segments: many live at once must never overlap, keep their contents while
  * others come and go (freed slices are reused by blocks of other sizes),
  * start 64 KiB-aligned, and calloc must see zeros in reused slices. */
@@ -645,7 +645,7 @@ START_TEST(test_large_spans) {
         blocks[i] = NULL;
       }
       if (blocks[i] == NULL) {
-        size_t n = 128 * KiB + 1 + (size_t)(r >> 20) % (2 * MiB - 128 * KiB);
+        size_t n = 64 * KiB + 1 + (size_t)(r >> 20) % (2 * MiB - 64 * KiB);
         uint8_t* p = (round & 1) ? hh_calloc(1, n) : hh_malloc(n);
         REQUIRE(p != NULL, "allocating %zu bytes failed", n);
         REQUIRE(is_aligned(p, 64 * KiB), "large block %p of %zu bytes is not 64 KiB-aligned", (void*)p, n);
