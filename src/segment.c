@@ -169,6 +169,7 @@ static void segment_init_pages(hh_segment_t* segment, bool memory_is_zero) {
     page->segment_idx = (uint16_t)i;
     page->is_zero_init = memory_is_zero;
   }
+  segment->free_slots = segment->page_count >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << segment->page_count) - 1;
 }
 
 static void segment_setup(hh_segment_t* segment, hh_tld_t* tld, hh_segment_kind_t kind, size_t segment_size,
@@ -439,6 +440,7 @@ static hh_page_t* segment_claim_page(hh_segment_t* segment, hh_page_t* page) {
     page->is_purged = 0;
   }
   page->segment_in_use = 1;
+  segment->free_slots &= ~((uint64_t)1 << page->segment_idx);
   segment->used++;
   size_t size;
   page->page_start = hh_segment_page_area(segment, page, &size);
@@ -453,9 +455,9 @@ static hh_page_t* segment_claim_page(hh_segment_t* segment, hh_page_t* page) {
 static hh_page_t* segment_find_free_page(hh_segment_t* segment, size_t bin) {
   hh_page_t* resident = NULL;
   hh_page_t* purged = NULL;
-  for (uint32_t i = 0; i < segment->page_count; i++) {
-    hh_page_t* page = &segment->pages[i];
-    if (page->segment_in_use) continue;
+  for (uint64_t slots = segment->free_slots; slots != 0; slots &= slots - 1) {
+    hh_page_t* page = &segment->pages[__builtin_ctzll(slots)];
+    hh_assert(!page->segment_in_use);
     if (page->is_purged) {
       if (purged == NULL) purged = page;
     } else if (page->bin == bin) {
@@ -941,6 +943,7 @@ void hh_segment_page_free(hh_page_t* page, bool force) {
   page->is_purged = purged;
   page->bin = bin;  /* the slot's last class (segment_find_free_page) */
   page->purge_expire = expire;
+  segment->free_slots |= (uint64_t)1 << idx;
   segment->used--;
 
   hh_assert(segment->kind == HH_SEGMENT_SMALL || segment->kind == HH_SEGMENT_MEDIUM);

@@ -184,6 +184,7 @@ struct hh_segment_s {
   uint32_t page_shift;              /* log2 of the page size; 63 for large/huge (one page) */
   uint32_t page_count;              /* pages in this segment */
   uint32_t used;                    /* pages in use */
+  uint64_t free_slots;              /* small/medium: bit i set = pages[i] is free (not segment_in_use) */
   uint32_t purge_pending;           /* free pages with a purge_expire set */
   bool in_free_queue;               /* linked in tld->small_free / medium_free */
   uint64_t cached_ms;               /* when it entered the global cache (segment.c), for purging */
