@@ -20,59 +20,14 @@ set -euo pipefail
 NAME=git
 FILES=${DROPIN_GIT_FILES:-3000}
 
-[[ $# -eq 1 ]] || { echo "usage: $0 /path/to/libhardheap.so" >&2; exit 2; }
-LIB=$(readlink -f -- "$1" 2>/dev/null || true)
-[[ -n $LIB && -f $LIB ]] || { echo "FAIL($NAME): library '$1' not found" >&2; exit 1; }
-for prog in git awk cmp sha256sum; do
-  command -v "$prog" >/dev/null 2>&1 || { echo "SKIP($NAME): $prog is not installed (see tests/dropin/packages.txt)"; exit 77; }
-done
+# shellcheck source=tests/dropin/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+dropin_lib "$@"
+dropin_need git awk cmp sha256sum
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hh-dropin-$NAME.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export LC_ALL=C TZ=UTC
-
-fail() { echo "FAIL($NAME): $*" >&2; exit 1; }
-note() { echo "[$NAME] $*"; }
-
-check_preload() {
-  local maps
-  maps=$(LD_PRELOAD=$LIB cat /proc/self/maps 2>"$WORK/preload.err") || fail "cat /proc/self/maps under LD_PRELOAD=$LIB failed: $(cat "$WORK/preload.err")"
-  grep -qF -- "$LIB" <<<"$maps" || fail "LD_PRELOAD=$LIB did not take effect: $(cat "$WORK/preload.err")"
-  [[ ! -s $WORK/preload.err ]] || fail "stderr under LD_PRELOAD=$LIB: $(cat "$WORK/preload.err")"
-}
-
-# run MODE OUT ERR CMD...: CMD without preload (glibc) or with LD_PRELOAD=LIB
-# (hh); fail on non-zero status, a signal, or an allocator message on stderr.
-run() {
-  local mode=$1 out=$2 err=$3 rc=0
-  shift 3
-  if [[ $mode == hh ]]; then
-    LD_PRELOAD=$LIB "$@" </dev/null >"$out" 2>"$err" || rc=$?
-  else
-    env -u LD_PRELOAD "$@" </dev/null >"$out" 2>"$err" || rc=$?
-  fi
-  check_status "$mode" "$rc" "$err" "$*"
-}
-
-check_status() {
-  local mode=$1 rc=$2 err=$3 what=$4 who
-  [[ $mode == hh ]] && who="under LD_PRELOAD=$LIB" || who="under glibc malloc (baseline)"
-  if grep -qE 'hardheap: |ERROR: ld\.so' "$err"; then
-    echo "FAIL($NAME): allocator message on stderr of '$what' $who:" >&2
-    grep -nE 'hardheap: |ERROR: ld\.so' "$err" | head -20 >&2
-    exit 1
-  fi
-  if ((rc != 0)); then
-    if ((rc > 128)); then
-      echo "FAIL($NAME): '$what' $who was killed by signal $((rc - 128)) (SIG$(kill -l $((rc - 128)) 2>/dev/null || echo '?'))" >&2
-    else
-      echo "FAIL($NAME): '$what' $who exited with status $rc" >&2
-    fi
-    echo "--- last lines of its stderr:" >&2
-    tail -n 30 "$err" >&2
-    exit 1
-  fi
-}
 
 check_preload
 

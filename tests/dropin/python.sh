@@ -49,9 +49,9 @@ TESTS=${DROPIN_PYTHON_TESTS:-"
   test_mmap test_thread test_threading_local
 "}
 
-[[ $# -eq 1 ]] || { echo "usage: $0 /path/to/libhardheap.so" >&2; exit 2; }
-LIB=$(readlink -f -- "$1" 2>/dev/null || true)
-[[ -n $LIB && -f $LIB ]] || { echo "FAIL($NAME): library '$1' not found" >&2; exit 1; }
+# shellcheck source=tests/dropin/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+dropin_lib "$@"
 [[ -x $PY ]] || { echo "SKIP($NAME): $PY is not installed (Debian package python3)"; exit 77; }
 env -u LD_PRELOAD "$PY" -c 'import test.libregrtest, test.support' >/dev/null 2>&1 ||
   { echo "SKIP($NAME): the test package of $PY is not installed (Debian package libpython3.11-testsuite)"; exit 77; }
@@ -60,15 +60,6 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/hh-dropin-$NAME.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export LC_ALL=C.UTF-8 TZ=UTC
 
-fail() { echo "FAIL($NAME): $*" >&2; exit 1; }
-note() { echo "[$NAME] $*"; }
-
-check_preload() {
-  local maps
-  maps=$(LD_PRELOAD=$LIB cat /proc/self/maps 2>"$WORK/preload.err") || fail "cat /proc/self/maps under LD_PRELOAD=$LIB failed: $(cat "$WORK/preload.err")"
-  grep -qF -- "$LIB" <<<"$maps" || fail "LD_PRELOAD=$LIB did not take effect: $(cat "$WORK/preload.err")"
-  [[ ! -s $WORK/preload.err ]] || fail "stderr under LD_PRELOAD=$LIB: $(cat "$WORK/preload.err")"
-}
 check_preload
 # and python itself must use it (a statically linked allocator would not)
 LD_PRELOAD=$LIB "$PY" -c 'import sys

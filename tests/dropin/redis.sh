@@ -30,12 +30,10 @@ NAME=redis
 KEYS=${DROPIN_REDIS_KEYS:-20000}
 REQUESTS=${DROPIN_REDIS_REQUESTS:-200000}
 
-[[ $# -eq 1 ]] || { echo "usage: $0 /path/to/libhardheap.so" >&2; exit 2; }
-LIB=$(readlink -f -- "$1" 2>/dev/null || true)
-[[ -n $LIB && -f $LIB ]] || { echo "FAIL($NAME): library '$1' not found" >&2; exit 1; }
-for prog in redis-server redis-cli redis-benchmark awk timeout cmp; do
-  command -v "$prog" >/dev/null 2>&1 || { echo "SKIP($NAME): $prog is not installed (see tests/dropin/packages.txt)"; exit 77; }
-done
+# shellcheck source=tests/dropin/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+dropin_lib "$@"
+dropin_need redis-server redis-cli redis-benchmark awk timeout cmp
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hh-dropin-$NAME.XXXXXX")
 SERVER_PID=
@@ -50,15 +48,6 @@ cleanup() {
 trap cleanup EXIT
 export LC_ALL=C TZ=UTC
 
-fail() { echo "FAIL($NAME): $*" >&2; exit 1; }
-note() { echo "[$NAME] $*"; }
-
-check_preload() {
-  local maps
-  maps=$(LD_PRELOAD=$LIB cat /proc/self/maps 2>"$WORK/preload.err") || fail "cat /proc/self/maps under LD_PRELOAD=$LIB failed: $(cat "$WORK/preload.err")"
-  grep -qF -- "$LIB" <<<"$maps" || fail "LD_PRELOAD=$LIB did not take effect: $(cat "$WORK/preload.err")"
-  [[ ! -s $WORK/preload.err ]] || fail "stderr under LD_PRELOAD=$LIB: $(cat "$WORK/preload.err")"
-}
 check_preload
 
 # ---------------------------------------------------------------- data
