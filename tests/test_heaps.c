@@ -47,6 +47,7 @@
 #include <time.h>
 
 #include "hardheap.h"
+#include "test_util.h"
 
 #define KiB ((size_t)1024)
 #define MiB ((size_t)1024 * 1024)
@@ -104,64 +105,6 @@ static size_t scaled(size_t n, size_t min) {
   size_t r = (size_t)((double)n * test_scale());
   if (r < min) r = min;
   return r > n ? n : r;
-}
-
-typedef struct {
-  uint64_t s;
-} rng_t;
-
-static uint64_t rng_next(rng_t* r) { /* xorshift64* */
-  uint64_t x = r->s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  r->s = x;
-  return x * UINT64_C(0x2545F4914F6CDD1D);
-}
-
-static uint32_t rng_below(rng_t* r, uint32_t n) { return (uint32_t)((rng_next(r) >> 32) % n); }
-
-static rng_t rng_for(uint64_t stream) {
-  rng_t r = {UINT64_C(0x853C49E6748FEA9B) ^ (stream * UINT64_C(0x9E3779B97F4A7C15))};
-  if (r.s == 0) r.s = 1;
-  for (int i = 0; i < 4; i++) rng_next(&r);
-  return r;
-}
-
-/* Content pattern: byte j of a block is byte (j % 8) of wpat(key, j / 8); the
- * key mixes the block's address with a tag, so a block that shows up twice,
- * overlaps another or is overwritten is detected. */
-static inline uint64_t key_of(const void* p, uint64_t tag) {
-  return ((uint64_t)(uintptr_t)p * UINT64_C(0x9E3779B97F4A7C15)) ^ (tag * UINT64_C(0xC2B2AE3D27D4EB4F)) ^ 0x5bd1e995;
-}
-
-static inline uint64_t wpat(uint64_t key, size_t i) { return key ^ ((uint64_t)i * UINT64_C(0xD6E8FEB86659FD93)); }
-
-static void fill(void* p, size_t n, uint64_t key) {
-  uint64_t* w = p;
-  size_t nw = n / 8;
-  for (size_t i = 0; i < nw; i++) w[i] = wpat(key, i);
-  uint8_t* b = p;
-  uint64_t last = wpat(key, nw);
-  for (size_t j = nw * 8; j < n; j++) b[j] = (uint8_t)(last >> (8 * (j & 7)));
-}
-
-/* Offset of the first byte that differs from the pattern, or SIZE_MAX. */
-static size_t check(const void* p, size_t n, uint64_t key) {
-  const uint64_t* w = p;
-  const uint8_t* b = p;
-  size_t nw = n / 8;
-  for (size_t i = 0; i < nw; i++) {
-    if (w[i] != wpat(key, i)) {
-      uint64_t want = wpat(key, i);
-      for (size_t j = 0; j < 8; j++)
-        if (b[i * 8 + j] != (uint8_t)(want >> (8 * j))) return i * 8 + j;
-    }
-  }
-  uint64_t last = wpat(key, nw);
-  for (size_t j = nw * 8; j < n; j++)
-    if (b[j] != (uint8_t)(last >> (8 * (j & 7)))) return j;
-  return SIZE_MAX;
 }
 
 static size_t first_nonzero(const void* p, size_t n) {
@@ -255,11 +198,11 @@ static void heap_alloc_items(hh_heap_t* heap, item_t* items, size_t count, uint6
     if (zero && first_nonzero(p, n) != SIZE_MAX) {
       box_fail(box, "zeroed block %zu (size %zu) has byte %zu != 0", i, n, first_nonzero(p, n));
     }
-    fill(p, n, key_of(p, items[i].tag));
+    pattern_fill(p, n, pattern_key(p, items[i].tag));
   }
 }
 
-static size_t check_item(const item_t* it) { return check(it->p, it->size, key_of(it->p, it->tag)); }
+static size_t check_item(const item_t* it) { return pattern_check(it->p, it->size, pattern_key(it->p, it->tag)); }
 
 /* ---- 1. allocation functions of a heap ----------------------------------------- */
 
@@ -340,7 +283,7 @@ START_TEST(test_heap_alloc_functions) {
       if (kind != 0) REQUIRE(first_nonzero(p, n) == SIZE_MAX, "kind %d size %zu: byte %zu not zero", kind, n,
                              first_nonzero(p, n));
       blocks[nb] = (item_t){p, n, nb};
-      fill(p, n, key_of(p, nb));
+      pattern_fill(p, n, pattern_key(p, nb));
       nb++;
     }
   }
@@ -390,8 +333,8 @@ START_TEST(test_heap_alloc_functions) {
       uint8_t* p = hh_heap_malloc_aligned(h, n, aligns[a]);
       CHECK_HEAP_BLOCK(p, n, h, others, 2);
       REQUIRE(is_aligned(p, aligns[a]), "hh_heap_malloc_aligned(%zu, %zu) = %p", n, aligns[a], (void*)p);
-      fill(p, n, key_of(p, 7));
-      REQUIRE(check(p, n, key_of(p, 7)) == SIZE_MAX, "aligned block corrupted");
+      pattern_fill(p, n, pattern_key(p, 7));
+      REQUIRE(pattern_check(p, n, pattern_key(p, 7)) == SIZE_MAX, "aligned block corrupted");
       hh_free(p);
     }
   }
@@ -405,29 +348,29 @@ START_TEST(test_heap_alloc_functions) {
   uint8_t* p = hh_heap_realloc(h, NULL, 5);
   CHECK_HEAP_BLOCK(p, 5, h, others, 2);
   size_t cur = 5;
-  fill(p, cur, key_of(p, 1));
-  uint64_t key = key_of(p, 1);
+  pattern_fill(p, cur, pattern_key(p, 1));
+  uint64_t key = pattern_key(p, 1);
   for (size_t i = 0; i < sizeof chain / sizeof chain[0]; i++) {
     size_t n = opaque(chain[i]);
     uint8_t* q = hh_heap_realloc(h, p, n);
     CHECK_HEAP_BLOCK(q, n, h, others, 2);
     size_t keep = n < cur ? n : cur;
-    size_t bad = check(q, keep, key);
+    size_t bad = pattern_check(q, keep, key);
     REQUIRE(bad == SIZE_MAX, "realloc %zu -> %zu lost byte %zu", cur, n, bad);
     p = q;
     cur = n;
-    key = key_of(p, 100 + i);
-    fill(p, cur, key);
+    key = pattern_key(p, 100 + i);
+    pattern_fill(p, cur, key);
   }
   /* a backing-heap block reallocated through h to another size class moves into h */
   uint8_t* b = hh_malloc(100);
   ck_assert_ptr_nonnull(b);
   ck_assert(hh_heap_contains(backing, b));
-  fill(b, 100, key_of(b, 3));
-  uint64_t bkey = key_of(b, 3);
+  pattern_fill(b, 100, pattern_key(b, 3));
+  uint64_t bkey = pattern_key(b, 3);
   uint8_t* b2 = hh_heap_realloc(h, b, 5000);
   CHECK_HEAP_BLOCK(b2, 5000, h, others, 2);
-  ck_assert_uint_eq(check(b2, 100, bkey), SIZE_MAX);
+  ck_assert_uint_eq(pattern_check(b2, 100, bkey), SIZE_MAX);
   hh_free(b2);
   /* realloc to 0 frees */
   ck_assert_ptr_null(hh_heap_realloc(h, p, 0));
@@ -539,7 +482,7 @@ START_TEST(test_heap_check_owned) {
     items[i].p = hh_heap_malloc(h, items[i].size);
     REQUIRE(items[i].p != NULL, "malloc");
     REQUIRE(hh_heap_check_owned(h, items[i].p), "new block %zu not owned", i);
-    fill(items[i].p, items[i].size, key_of(items[i].p, items[i].tag));
+    pattern_fill(items[i].p, items[i].size, pattern_key(items[i].p, items[i].tag));
   }
   for (size_t i = 0; i < N; i++) {
     size_t bad = check_item(&items[i]);
@@ -623,7 +566,7 @@ START_TEST(test_heap_destroy_default_heap) {
   hh_heap_t* backing = hh_heap_get_backing();
   uint8_t* keep = hh_malloc(777);
   ck_assert_ptr_nonnull(keep);
-  fill(keep, 777, key_of(keep, 5));
+  pattern_fill(keep, 777, pattern_key(keep, 5));
   hh_stats_t before = baseline_stats();
 
   hh_heap_t* h = hh_heap_new();
@@ -647,7 +590,7 @@ START_TEST(test_heap_destroy_default_heap) {
   void* p = hh_malloc(100);
   ck_assert_ptr_nonnull(p);
   ck_assert(hh_heap_contains(backing, p));
-  ck_assert_uint_eq(check(keep, 777, key_of(keep, 5)), SIZE_MAX);
+  ck_assert_uint_eq(pattern_check(keep, 777, pattern_key(keep, 5)), SIZE_MAX);
   hh_free(p);
   hh_free(keep);
 }
@@ -702,7 +645,7 @@ START_TEST(test_heap_delete_keeps_blocks) {
       if (i % 5 == 0) {
         uint8_t* q = hh_realloc(items[i].p, items[i].size + 4000);
         REQUIRE(q != NULL, "realloc");
-        REQUIRE(check(q, items[i].size, key_of(items[i].p, items[i].tag)) == SIZE_MAX, "realloc lost contents");
+        REQUIRE(pattern_check(q, items[i].size, pattern_key(items[i].p, items[i].tag)) == SIZE_MAX, "realloc lost contents");
         items[i].p = q;
       }
       hh_free(items[i].p);
@@ -813,7 +756,7 @@ START_TEST(test_heap_delete_while_others_free) {
         break;
       }
       if (!hh_heap_contains(backing, keep[s].p)) box_fail(&mine, "new block not in the backing heap");
-      fill(keep[s].p, n, key_of(keep[s].p, keep[s].tag));
+      pattern_fill(keep[s].p, n, pattern_key(keep[s].p, keep[s].tag));
     }
     rounds++;
   } while (atomic_load_explicit(&dc_freers_done, memory_order_acquire) < DC_FREERS && !mine.failed);
@@ -909,7 +852,7 @@ static void* exit_with_live_blocks(void* arg) {
       return NULL;
     }
     adopt_items[i] = (item_t){p, n, 5700 + i};
-    fill(p, n, key_of(p, adopt_items[i].tag));
+    pattern_fill(p, n, pattern_key(p, adopt_items[i].tag));
   }
   return NULL; /* exits with every block live: its segments are abandoned */
 }
@@ -1112,7 +1055,7 @@ START_TEST(test_heap_other_thread_refused) {
   size_t n = 3000;
   uint8_t* b = hh_heap_malloc(h, n);
   ck_assert_ptr_nonnull(b);
-  fill(b, n, key_of(b, 1));
+  pattern_fill(b, n, pattern_key(b, 1));
 
   misuse_ctx_t ctx;
   memset(&ctx, 0, sizeof ctx);
@@ -1130,7 +1073,7 @@ START_TEST(test_heap_other_thread_refused) {
   /* the heap is intact and still belongs to this thread */
   ck_assert(hh_heap_contains(h, b));
   ck_assert(hh_heap_check_owned(h, b));
-  ck_assert_uint_eq(check(b, n, key_of(b, 1)), SIZE_MAX);
+  ck_assert_uint_eq(pattern_check(b, n, pattern_key(b, 1)), SIZE_MAX);
   uint8_t* c = hh_heap_malloc(h, 100);
   ck_assert_ptr_nonnull(c);
   ck_assert(hh_heap_contains(h, c));
@@ -1531,7 +1474,7 @@ static void deferred_cb(bool force, unsigned long long heartbeat, void* arg) {
   pthread_mutex_lock(&st->mu);
   size_t n = atomic_load(&st->npending);
   for (size_t i = 0; i < n; i++) {
-    if (check(st->pending[i], st->pending_size[i], key_of(st->pending[i], 0xdef)) != SIZE_MAX)
+    if (pattern_check(st->pending[i], st->pending_size[i], pattern_key(st->pending[i], 0xdef)) != SIZE_MAX)
       atomic_fetch_add(&st->alloc_errors, 1);
     hh_free(st->pending[i]);
   }
@@ -1551,12 +1494,12 @@ static void deferred_cb(bool force, unsigned long long heartbeat, void* arg) {
         atomic_fetch_add(&st->alloc_errors, 1);
         continue;
       }
-      fill(ps[i], sz, key_of(ps[i], (uint64_t)i));
+      pattern_fill(ps[i], sz, pattern_key(ps[i], (uint64_t)i));
     }
     for (int i = 0; i < K; i++) {
       if (ps[i] == NULL) continue;
       size_t sz = (i % 3 == 0) ? 4000 + (size_t)i : 48;
-      if (check(ps[i], sz, key_of(ps[i], (uint64_t)i)) != SIZE_MAX) atomic_fetch_add(&st->alloc_errors, 1);
+      if (pattern_check(ps[i], sz, pattern_key(ps[i], (uint64_t)i)) != SIZE_MAX) atomic_fetch_add(&st->alloc_errors, 1);
       hh_free(ps[i]);
     }
   }
@@ -1594,7 +1537,7 @@ static bool churn(uint64_t stream, int rounds, bool queue_releases) {
         pthread_mutex_lock(&dstate.mu);
         size_t n = atomic_load(&dstate.npending);
         if (n < sizeof dstate.pending / sizeof dstate.pending[0]) {
-          fill(ps[i], sz[i], key_of(ps[i], 0xdef));
+          pattern_fill(ps[i], sz[i], pattern_key(ps[i], 0xdef));
           dstate.pending[n] = ps[i];
           dstate.pending_size[n] = sz[i];
           atomic_store(&dstate.npending, n + 1);

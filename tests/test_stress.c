@@ -42,6 +42,7 @@
 #include <time.h>
 
 #include "hardheap.h"
+#include "test_util.h"
 
 #define KiB ((size_t)1024)
 #define MiB ((size_t)1024 * 1024)
@@ -102,28 +103,6 @@ static double now_sec(void) {
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-typedef struct {
-  uint64_t s;
-} rng_t;
-
-static uint64_t rng_next(rng_t* r) { /* xorshift64* */
-  uint64_t x = r->s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  r->s = x;
-  return x * UINT64_C(0x2545F4914F6CDD1D);
-}
-
-static uint32_t rng_below(rng_t* r, uint32_t n) { return (uint32_t)((rng_next(r) >> 32) % n); }
-
-static rng_t rng_for(uint64_t stream) {
-  rng_t r = {UINT64_C(0x853C49E6748FEA9B) ^ (stream * UINT64_C(0x9E3779B97F4A7C15))};
-  if (r.s == 0) r.s = 1;
-  for (int i = 0; i < 4; i++) rng_next(&r);
-  return r;
-}
-
 /* Roughly log-uniform in [lo, hi]. */
 static size_t log_uniform(rng_t* r, size_t lo, size_t hi) {
   unsigned lo_bits = 63u - (unsigned)__builtin_clzll((unsigned long long)lo);
@@ -143,40 +122,6 @@ static size_t stress_size(rng_t* r) {
   if (c < 940) return 257 + rng_below(r, 768);
   if (c < 998) return log_uniform(r, 1025, 64 * KiB);
   return log_uniform(r, 128 * KiB + 1, 1 * MiB);
-}
-
-/* Content pattern: byte j of a block is byte (j % 8) of wpat(key, j / 8). */
-static inline uint64_t key_of(const void* p, uint64_t tag) {
-  return ((uint64_t)(uintptr_t)p * UINT64_C(0x9E3779B97F4A7C15)) ^ (tag * UINT64_C(0xC2B2AE3D27D4EB4F)) ^ 0x5bd1e995;
-}
-
-static inline uint64_t wpat(uint64_t key, size_t i) { return key ^ ((uint64_t)i * UINT64_C(0xD6E8FEB86659FD93)); }
-
-static void fill(void* p, size_t n, uint64_t key) {
-  uint64_t* w = p;
-  size_t nw = n / 8;
-  for (size_t i = 0; i < nw; i++) w[i] = wpat(key, i);
-  uint8_t* b = p;
-  uint64_t last = wpat(key, nw);
-  for (size_t j = nw * 8; j < n; j++) b[j] = (uint8_t)(last >> (8 * (j & 7)));
-}
-
-/* Offset of the first byte that differs from the pattern, or SIZE_MAX. */
-static size_t check(const void* p, size_t n, uint64_t key) {
-  const uint64_t* w = p;
-  const uint8_t* b = p;
-  size_t nw = n / 8;
-  for (size_t i = 0; i < nw; i++) {
-    if (w[i] != wpat(key, i)) {
-      uint64_t want = wpat(key, i);
-      for (size_t j = 0; j < 8; j++)
-        if (b[i * 8 + j] != (uint8_t)(want >> (8 * j))) return i * 8 + j;
-    }
-  }
-  uint64_t last = wpat(key, nw);
-  for (size_t j = nw * 8; j < n; j++)
-    if (b[j] != (uint8_t)(last >> (8 * (j & 7)))) return j;
-  return SIZE_MAX;
 }
 
 static bool is_aligned(const void* p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
@@ -233,13 +178,13 @@ static uint8_t* alloc_checked(rng_t* r, size_t n, uint64_t tag, errbox_t* box) {
         break;
       }
   }
-  fill(p, n, key_of(p, tag));
+  pattern_fill(p, n, pattern_key(p, tag));
   return p;
 }
 
 /* Check an item's contents and free it (sometimes through a realloc first). */
 static bool check_and_free(const item_t* it, rng_t* r, errbox_t* box, const char* who) {
-  size_t bad = check(it->p, it->size, key_of(it->p, it->tag));
+  size_t bad = pattern_check(it->p, it->size, pattern_key(it->p, it->tag));
   if (bad != SIZE_MAX) {
     box_fail(box, "%s: block %p (size %zu, tag %llx) corrupted at byte %zu", who, (void*)it->p, it->size,
              (unsigned long long)it->tag, bad);
@@ -257,7 +202,7 @@ static bool check_and_free(const item_t* it, rng_t* r, errbox_t* box, const char
       return false;
     }
     size_t keep = n < it->size ? n : it->size;
-    bad = check(q, keep, key_of(it->p, it->tag));
+    bad = pattern_check(q, keep, pattern_key(it->p, it->tag));
     if (bad != SIZE_MAX) box_fail(box, "%s: realloc %zu -> %zu lost byte %zu", who, it->size, n, bad);
     hh_free(q);
     return bad == SIZE_MAX;
@@ -870,7 +815,7 @@ static void* hd_owner(void* arg) {
       o->items[i] = (item_t){NULL, 0, 0};
       continue;
     }
-    fill(p, n, key_of(p, tag));
+    pattern_fill(p, n, pattern_key(p, tag));
     o->items[i] = (item_t){p, n, tag};
   }
   pthread_barrier_wait(o->ready); /* freers may start now */
@@ -1032,7 +977,7 @@ static void* ar_reclaimer(void* arg) {
         box_fail(&c->box, "hh_heap_malloc(%zu) failed", n);
         return NULL;
       }
-      fill(p, n, key_of(p, tag));
+      pattern_fill(p, n, pattern_key(p, tag));
       mine[i] = (item_t){p, n, tag};
     }
     hh_heap_delete(h);

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "hardheap.h"
+#include "test_util.h"
 
 #define KiB ((size_t)1024)
 #define MiB ((size_t)1024 * 1024)
@@ -34,28 +35,6 @@
 #define NTHREADS 8
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-typedef struct {
-  uint64_t s;
-} rng_t;
-
-static uint64_t rng_next(rng_t* r) { /* xorshift64* */
-  uint64_t x = r->s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  r->s = x;
-  return x * UINT64_C(0x2545F4914F6CDD1D);
-}
-
-static uint32_t rng_below(rng_t* r, uint32_t n) { return (uint32_t)((rng_next(r) >> 32) % n); }
-
-static rng_t rng_for(uint64_t stream) {
-  rng_t r = {UINT64_C(0x853C49E6748FEA9B) ^ (stream * UINT64_C(0x9E3779B97F4A7C15))};
-  if (r.s == 0) r.s = 1;
-  for (int i = 0; i < 4; i++) rng_next(&r);
-  return r;
-}
 
 /* Mostly tiny, some up to 1 KiB, a few up to 8 KiB. */
 static size_t small_size(rng_t* r) {
