@@ -47,10 +47,7 @@ static size_t pick_size(bench_rng *r) {
 }
 
 static inline uint64_t make_tag(uint64_t serial) {
-    uint64_t z = serial + 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+    return bench_tag(serial);
 }
 
 static void report_error(const char *what, const slot *s) {

@@ -57,6 +57,17 @@ static inline uint64_t bench_rng_below(bench_rng *r, uint64_t n) {
     return (bench_rng_next(r) >> 11) % n;
 }
 
+/* ---- block tags ---------------------------------------------------------- */
+
+/* A well-mixed 64-bit tag for serial number x (splitmix64 finalizer): what
+ * the programs write into each block and check before freeing it. */
+static inline uint64_t bench_tag(uint64_t x) {
+    uint64_t z = x + 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
 /* ---- checksum ------------------------------------------------------------ */
 
 #define BENCH_FNV_OFFSET 0xcbf29ce484222325ULL

@@ -64,10 +64,7 @@ typedef struct {
 static atomic_uint errors_printed;
 
 static inline uint64_t make_tag(uint64_t x) {
-    uint64_t z = x + 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+    return bench_tag(x);
 }
 
 /* Second half of the 16-byte tag. */

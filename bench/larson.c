@@ -85,10 +85,7 @@ static uint32_t pick_size(bench_rng *r) {
 }
 
 static inline uint64_t make_tag(uint64_t x) {
-    uint64_t z = x + 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+    return bench_tag(x);
 }
 
 static void report_error(lane *L, const char *what, const slot *s) {

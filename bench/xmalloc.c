@@ -79,10 +79,7 @@ typedef struct {
 static atomic_uint errors_printed;
 
 static inline uint64_t make_tag(uint32_t producer, uint64_t serial) {
-    uint64_t z = (((uint64_t)producer << 44) ^ serial) + 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+    return bench_tag(((uint64_t)producer << 44) ^ serial);
 }
 
 static uint32_t pick_size(bench_rng *r) {
