@@ -30,6 +30,17 @@ static hh_cold bool report_span_freed(const hh_page_t* page, const void* p, cons
   return false;
 }
 
+/* p's page descriptor is not in use: p is a large block freed before (its
+ * span's first descriptor keeps start and size) or no block at all. */
+static hh_cold bool report_unused_page(const hh_segment_t* segment, const hh_page_t* page, const void* p,
+                                       const char* what, const char* not_a_block) {
+  if (segment->kind == HH_SEGMENT_LARGE && page->page_start == (const uint8_t*)p && page->block_size != 0) {
+    return report_span_freed(page, p, what);
+  }
+  hh_error_message("invalid %s of %p: %s", what, p, not_a_block);
+  return false;
+}
+
 /* The owner may compare against capacity (blocks ever handed out); other
  * threads read only fields fixed while the page is in use (reserved). */
 static bool page_check_pointer(const hh_segment_t* segment, const hh_page_t* page, const void* p, const char* what,
@@ -39,11 +50,7 @@ static bool page_check_pointer(const hh_segment_t* segment, const hh_page_t* pag
     return false;
   }
   if (hh_unlikely(!page->segment_in_use || page->block_size == 0)) {
-    if (segment->kind == HH_SEGMENT_LARGE && page->page_start == (const uint8_t*)p && page->block_size != 0) {
-      return report_span_freed(page, p, what);
-    }
-    hh_error_message("invalid %s of %p: not an allocated block (its page is free)", what, p);
-    return false;
+    return report_unused_page(segment, page, p, what, "not an allocated block (its page is free)");
   }
   if (segment->kind == HH_SEGMENT_LARGE && hh_unlikely(atomic_load_explicit(&((hh_page_t*)page)->single_live,
                                                                            memory_order_relaxed) == 0)) {
@@ -131,11 +138,7 @@ static void free_single(hh_segment_t* segment, hh_page_t* page, void* p) {
   /* Large spans share their segment, so the page of a pointer past a span's
    * first slice is a free descriptor: check before claiming anything. */
   if (segment->kind == HH_SEGMENT_LARGE && hh_unlikely(!page->segment_in_use)) {
-    if (page->page_start == (uint8_t*)p && page->block_size != 0) {
-      (void)report_span_freed(page, p, "free");
-    } else {
-      hh_error_message("invalid free of %p: not an allocated block", p);
-    }
+    (void)report_unused_page(segment, page, p, "free", "not an allocated block");
     return;
   }
   if (segment->kind == HH_SEGMENT_LARGE &&
@@ -223,11 +226,7 @@ hh_page_t* hh_checked_page_of(const void* p, const char* what) {
   if (HH_CHECK_FREE && !page_check_pointer(segment, page, p, what, is_owner)) return NULL;
   if (!HH_CHECK_FREE && hh_unlikely(!page->segment_in_use || page->block_size == 0)) {
     /* even the default build must not divide by a free page's block size */
-    if (segment->kind == HH_SEGMENT_LARGE && page->page_start == (const uint8_t*)p && page->block_size != 0) {
-      (void)report_span_freed(page, p, what);
-    } else {
-      hh_error_message("invalid %s of %p: not an allocated block", what, p);
-    }
+    (void)report_unused_page(segment, page, p, what, "not an allocated block");
     return NULL;
   }
   return page;

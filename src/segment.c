@@ -547,6 +547,20 @@ static uint64_t span_mask(size_t first, size_t count) {
   return bits << first;
 }
 
+/* Length of the run of set bits of bits that starts at bit start. */
+static size_t run_length(uint64_t bits, size_t start) {
+  uint64_t rest = ~(bits >> start);
+  return rest == 0 ? HH_SPAN_SLICES - start : (size_t)__builtin_ctzll(rest);
+}
+
+/* The segment has no purge of free slices pending any more. */
+static void span_purge_cancel(hh_segment_t* segment) {
+  if (segment->span_purge_at != 0) {
+    segment->span_purge_at = 0;
+    atomic_fetch_sub_explicit(&large_purge_pending, 1, memory_order_relaxed);
+  }
+}
+
 /* First run of count free slices starting at a multiple of align_slices:
  * bit i of `starts` survives the shifts iff slices i .. i+count-1 are all
  * free (a few word operations per segment instead of a scan). */
@@ -575,8 +589,7 @@ static hh_segment_t* span_best_fit(size_t count, size_t* first) {
     uint64_t free_slices = ~segment->span_used;
     while (free_slices != 0) {
       size_t start = (size_t)__builtin_ctzll(free_slices);
-      uint64_t rest = ~(free_slices >> start);
-      size_t len = rest == 0 ? HH_SPAN_SLICES - start : (size_t)__builtin_ctzll(rest);
+      size_t len = run_length(free_slices, start);
       if (len >= count && len < best_len) {
         best_len = len;
         best_segment = segment;
@@ -594,8 +607,7 @@ static void span_purge(hh_segment_t* segment) {
   uint64_t dirty = segment->span_resident & ~segment->span_used & ~(uint64_t)1;
   while (dirty != 0) {
     size_t first = (size_t)__builtin_ctzll(dirty);
-    uint64_t rest = ~(dirty >> first);
-    size_t count = rest == 0 ? HH_SPAN_SLICES - first : (size_t)__builtin_ctzll(rest);
+    size_t count = run_length(dirty, first);
     uint64_t mask = span_mask(first, count);
     if (hh_os_purge((uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT), count << HH_SPAN_SLICE_SHIFT)) {
       segment->span_resident &= ~mask;
@@ -604,10 +616,7 @@ static void span_purge(hh_segment_t* segment) {
     }
     dirty &= ~mask;
   }
-  if (segment->span_purge_at != 0) {
-    segment->span_purge_at = 0;
-    atomic_fetch_sub_explicit(&large_purge_pending, 1, memory_order_relaxed);
-  }
+  span_purge_cancel(segment);
 }
 
 static void spans_purge_expired(uint64_t now, bool force) {
@@ -627,10 +636,7 @@ static void large_list_remove(hh_segment_t* segment) {
 static void large_segment_detach(hh_segment_t* segment) {
   large_list_remove(segment);
   large_empty_count--;
-  if (segment->span_purge_at != 0) {
-    segment->span_purge_at = 0;
-    atomic_fetch_sub_explicit(&large_purge_pending, 1, memory_order_relaxed);
-  }
+  span_purge_cancel(segment);
   for (size_t i = 0; i < HH_SPAN_SLICES; i++) {
     hh_page_t* page = &segment->pages[i];
     uint16_t idx = page->segment_idx;
