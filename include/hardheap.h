@@ -232,6 +232,72 @@ HH_API bool hh_bin_stats_get(size_t bin, hh_bin_stats_t* out);
  * classes) to stderr. Allocation-free, safe to call at any time. */
 HH_API void hh_stats_print(void);
 
+/* ---- heap misuse ---------------------------------------------------------------
+ * Every misuse the allocator can detect has one kind, one fixed message and
+ * a set of facts. By default a misuse is printed as one line
+ * "hardheap: error: <message>" (SHOW_ERRORS) and then, in the secure build
+ * (ABORT_ON_MISUSE), the process aborts; the default build goes on after
+ * the documented safe action (the free is ignored, realloc returns NULL
+ * with EINVAL, usable_size returns 0, a corrupted list is cut). A program,
+ * test or fuzzer can install a handler that sees every report first. */
+typedef enum hh_misuse_e {
+  HH_MISUSE_FOREIGN_POINTER,     /* "invalid <op> of <p>: not a pointer allocated by hardheap" */
+  HH_MISUSE_SEGMENT_CORRUPTED,   /* "invalid <op> of <p>: segment header at <s> is corrupted" */
+  HH_MISUSE_FREE_PAGE,           /* "invalid <op> of <p>: not an allocated block (its page is free)" */
+  HH_MISUSE_NOT_A_BLOCK,         /* "invalid <op> of <p>: not an allocated block (size class <n>)" */
+  HH_MISUSE_INTERIOR_POINTER,    /* "invalid <op> of <p>: pointer into the middle of a block (size class <n>)" */
+  HH_MISUSE_DOUBLE_FREE,         /* "double free of <p> (size class <n>)" */
+  HH_MISUSE_REALLOC_FREED,       /* "realloc of a freed block <p> (size class <n>)" */
+  HH_MISUSE_USABLE_SIZE_FREED,   /* "usable_size of a freed block <p> (size class <n>)" */
+  HH_MISUSE_FREE_LIST_CORRUPTED, /* "corrupted free list in the page at <page> (size class <n>): block <b>
+                                    links to <v> (heap overflow or write after free?)" */
+  HH_MISUSE_REMOTE_LIST_CORRUPTED, /* "corrupted remote-free list of the page at <page> (size class <n>):
+                                    double free from another thread?" */
+  HH_MISUSE_SIZED_FREE_MISMATCH, /* "sized free of <p> with size <n> larger than its block (<m> bytes)" */
+  HH_MISUSE_ALIGNED_FREE_MISALIGNED, /* "aligned sized free of <p>, which is not aligned to <a>" */
+  HH_MISUSE_HEAP_NOT_OWNED,      /* "<op> of heap <h> by a thread that does not own it" */
+  HH_MISUSE_BACKING_HEAP_DESTROY, /* "the backing heap <h> of a thread cannot be destroyed" */
+  HH_MISUSE_HEAP_INVARIANT,      /* "heap invariant broken in the page at <page> (size class <n>): <detail>" */
+  HH_MISUSE_COUNT_               /* number of kinds */
+} hh_misuse_t;
+
+/* The facts of one report. Fields that do not apply are 0 / NULL. Valid
+ * only during the handler call. */
+typedef struct hh_misuse_info_s {
+  hh_misuse_t kind;          /* what was detected */
+  const char* name;          /* stable short name of the kind, e.g. "double-free" */
+  const char* operation;     /* the call that detected it: "free", "realloc", "usable_size", ... */
+  const char* message;       /* the report line, without the "hardheap: error: " prefix */
+  const char* detail;        /* heap invariants: which one broke */
+  const void* pointer;       /* the pointer the program passed */
+  const void* block;         /* start of the block concerned */
+  const void* page;          /* start of the blocks of the page concerned */
+  const void* segment;       /* the segment concerned */
+  const void* heap;          /* the first-class heap concerned */
+  size_t size_class;         /* block size of the page */
+  size_t usable_size;        /* bytes usable at pointer */
+  size_t size;               /* a size the program passed (sized free) */
+  size_t alignment;          /* an alignment the program passed */
+  uintptr_t value;           /* a corrupted value read from the heap (a free-list link) */
+  unsigned long thread_id;   /* kernel id of the thread that detected it */
+} hh_misuse_info_t;
+
+/* Return true when the misuse was handled: the allocator then takes its
+ * safe action and prints nothing; false lets the default policy apply. The
+ * handler must not allocate from hardheap. */
+typedef bool(hh_misuse_handler_fun)(const hh_misuse_info_t* info, void* arg);
+/* Install handler (NULL removes it); returns the previous one. */
+HH_API hh_misuse_handler_fun* hh_set_misuse_handler(hh_misuse_handler_fun* handler, void* arg);
+/* Stable short name of a kind ("double-free", ...); NULL when out of range. */
+HH_API const char* hh_misuse_name(hh_misuse_t kind);
+
+/* Check the invariants of heap (NULL: the calling thread's default heap)
+ * and of the pages and segments it holds: list links, counts, bitmaps, the
+ * free lists of every page. From the heap's own thread. Returns true when
+ * they hold; otherwise reports HH_MISUSE_HEAP_INVARIANT (or the corruption
+ * it found) and returns false. Costs a walk of every free list. */
+HH_API bool hh_heap_validate(hh_heap_t* heap);
+
 /* ---- options -------------------------------------------------------------- */
 
 /* Options are read once from the environment at start-up, from HARDHEAP_NAME
@@ -254,6 +320,8 @@ typedef enum hh_option_e {
                                      version has no guarded sampler yet and samples nothing (0) */
   hh_option_guarded_sample_seed,  /* GUARDED_SAMPLE_SEED: seed of the sampling sequence, 0 = random;
                                      reserved like GUARDED_SAMPLE_RATE (0) */
+  hh_option_abort_on_misuse,      /* ABORT_ON_MISUSE: abort after reporting a heap misuse (1 in the secure
+                                     build, 0 in the default build) */
   hh_option_count_                /* number of options */
 } hh_option_t;
 

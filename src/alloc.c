@@ -1,68 +1,120 @@
-/* hardheap: the allocation entry points.
+/* hardheap: the allocation entry points and the generic (slow) path.
  *
  * hh_malloc of up to 1 KiB is: load the thread's heap, load the direct page
- * for the size, pop its free list, one test (about a dozen instructions in
- * the default build). Larger sizes look at the first page of their size
- * class before falling back to the generic path in page.c. */
+ * for the size, pop its free list, one test (16 instructions in the fast
+ * build, ret included). Larger sizes look at the first page of their size
+ * class before falling back to the generic path, which is also the
+ * heartbeat that folds deferred work in (delayed frees, retired pages,
+ * purging). */
 #include "internal.h"
 
-#include <unistd.h>
+/* ---- the generic path --------------------------------------------------------*/
+/* A page of heap with a free block for size bytes, after the heartbeat's
+ * housekeeping; NULL (errno ENOMEM) when out of memory. heap is initialised
+ * first if it is the empty placeholder. */
+static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t** pheap, size_t size,
+                                                                    size_t alignment) {
+  hh_heap_t* heap = *pheap;
+  if (hh_unlikely(!hhi_heap_is_initialized(heap))) {
+    heap = hhi_heap_thread_init();
+    if (heap == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    *pheap = heap;
+  }
+  if (hh_unlikely(size > HH_MAX_ALLOC_SIZE)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  hh_tld_t* tld = heap->tld;
+  tld->heartbeat++;
+  if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL) hhi_heap_delayed_free_all(heap);
+  if (heap->retired_count != 0 && tld->heartbeat >= heap->retired_check) hhi_page_collect_retired(heap, false, false);
+  if ((tld->heartbeat & 63) == 0) {
+    hhi_tld_collect(tld, false);
+    hhi_heap_deferred_free(heap, false);
+  }
+
+  hh_page_t* page = hhi_page_find(heap, size, alignment);
+  if (hh_unlikely(page == NULL)) {
+    hh_heap_collect(heap, true);
+    page = hhi_page_find(heap, size, alignment);
+    if (page == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  return page;
+}
+
+hh_noinline void* hhi_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t alignment) {
+  hh_page_t* page = page_generic(&heap, size, alignment);
+  if (page == NULL) return NULL;
+  hh_block_t* block = hhi_page_pop(page);
+  return hhi_block_hand_out(page, block, block, size, zero);
+}
+
+/* count * size, or false with errno ENOMEM when it overflows. */
+static inline bool array_size(size_t count, size_t size, size_t* total) {
+  if (hh_likely(!hhi_mul_overflow(count, size, total))) return true;
+  errno = ENOMEM;
+  return false;
+}
 
 /* ---- fast paths ---------------------------------------------------------------*/
-static inline void* page_pop(hh_heap_t* heap, hh_page_t* page, size_t size, bool zero) {
-  hh_block_t* block = page->free;
-  if (hh_unlikely(block == NULL)) return hh_malloc_generic(heap, size, zero, 0);
-  page->free = hh_block_next(page, block);
-  page->used++;
-  if (zero) {
-    if (page->free_is_zero) block->next = 0;
-    else memset(block, 0, page->block_size);
-  } else if (HARDHEAP_SECURE) {
-    block->next = 0;  /* never hand out an encoded link */
-  }
-  return block;
+static inline void* page_malloc(hh_heap_t* heap, hh_page_t* page, size_t size, bool zero) {
+  if (hh_unlikely(page->free == NULL)) return hhi_malloc_generic(heap, size, zero, 0);
+  hh_block_t* block = hhi_page_pop(page);
+  return hhi_block_hand_out(page, block, block, size, zero);
 }
 
 /* Above 1 KiB: the first page of the size class, else the generic path. */
 static hh_noinline void* heap_malloc_medium(hh_heap_t* heap, size_t size, bool zero) {
   if (size <= HH_MEDIUM_OBJ_SIZE_MAX) {
-    hh_page_t* page = heap->pages[hh_bin(size)].first;
-    if (page != NULL && page->free != NULL) return page_pop(heap, page, size, zero);
+    hh_page_t* page = heap->pages[hhi_bin(size)].first;
+    if (page != NULL) return page_malloc(heap, page, size, zero);
   }
-  return hh_malloc_generic(heap, size, zero, 0);
+  return hhi_malloc_generic(heap, size, zero, 0);
 }
 
 static inline void* heap_malloc(hh_heap_t* heap, size_t size, bool zero) {
   if (hh_likely(size <= HH_SMALL_SIZE_MAX)) {
-    return page_pop(heap, heap->pages_direct[hh_wsize_of(size)], size, zero);
+    return page_malloc(heap, heap->pages_direct[hhi_wsize_of(size)], size, zero);
   }
   return heap_malloc_medium(heap, size, zero);
 }
 
-void* hh_heap_malloc_zero(hh_heap_t* heap, size_t size, bool zero) {
-  return heap_malloc(heap, size, zero);
-}
-
 void* hh_malloc(size_t size) {
-  return heap_malloc(hh_get_default_heap(), size, false);
+  return heap_malloc(hhi_get_default_heap(), size, false);
 }
 
 void* hh_zalloc(size_t size) {
-  return heap_malloc(hh_get_default_heap(), size, true);
+  return heap_malloc(hhi_get_default_heap(), size, true);
 }
 
 void* hh_calloc(size_t count, size_t size) {
   size_t total;
-  if (hh_unlikely(hh_mul_overflow(count, size, &total))) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  return heap_malloc(hh_get_default_heap(), total, true);
+  if (!array_size(count, size, &total)) return NULL;
+  return heap_malloc(hhi_get_default_heap(), total, true);
 }
 
 /* ---- aligned allocation ---------------------------------------------------------*/
-void* hh_heap_malloc_aligned_zero(hh_heap_t* heap, size_t size, size_t alignment, bool zero) {
-  if (hh_unlikely(!hh_is_power_of_two(alignment))) {
+/* Take a block of at least size bytes (not handed out yet); *ppage gets its page. */
+static hh_block_t* heap_take(hh_heap_t* heap, size_t size, hh_page_t** ppage) {
+  hh_page_t* page = NULL;
+  if (size <= HH_SMALL_SIZE_MAX) page = heap->pages_direct[hhi_wsize_of(size)];
+  else if (size <= HH_MEDIUM_OBJ_SIZE_MAX) page = heap->pages[hhi_bin(size)].first;
+  if (page == NULL || page->free == NULL) {
+    page = page_generic(&heap, size, 0);
+    if (page == NULL) return NULL;
+  }
+  *ppage = page;
+  return hhi_page_pop(page);
+}
+
+static void* heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment, bool zero) {
+  if (hh_unlikely(!hhi_is_power_of_two(alignment))) {
     errno = EINVAL;
     return NULL;
   }
@@ -75,52 +127,44 @@ void* hh_heap_malloc_aligned_zero(hh_heap_t* heap, size_t size, size_t alignment
   /* Often the next block of the size class is aligned already: blocks of a
    * power-of-two size sit at multiples of their size. */
   if (size <= HH_SMALL_SIZE_MAX) {
-    hh_page_t* page = heap->pages_direct[hh_wsize_of(size)];
-    if (page->free != NULL && ((uintptr_t)page->free & (alignment - 1)) == 0) {
-      return page_pop(heap, page, size, zero);
-    }
+    hh_page_t* page = heap->pages_direct[hhi_wsize_of(size)];
+    if (page->free != NULL && ((uintptr_t)page->free & (alignment - 1)) == 0) return page_malloc(heap, page, size, zero);
   }
   if (alignment > HH_SEGMENT_SIZE / 2) {
     /* a huge segment whose single block starts at an aligned address */
-    return hh_malloc_generic(heap, size == 0 ? 1 : size, zero, alignment);
+    return hhi_malloc_generic(heap, size == 0 ? 1 : size, zero, alignment);
   }
   if (alignment > HH_SPAN_SLICE_SIZE && size <= HH_LARGE_OBJ_SIZE_MAX && size + alignment - 1 > HH_MEDIUM_OBJ_SIZE_MAX) {
     /* a large span placed at an aligned slice: an interior pointer past a
      * span's first slice would not find its page */
-    return hh_malloc_generic(heap, size == 0 ? 1 : size, zero, alignment);
+    return hhi_malloc_generic(heap, size == 0 ? 1 : size, zero, alignment);
   }
   /* Over-allocate and hand out the aligned address inside the block; free
    * finds the block start again because the page is marked. */
-  size_t oversize = size + alignment - 1;
-  uint8_t* p = heap_malloc(heap, oversize, zero);
-  if (p == NULL) return NULL;
-  uint8_t* aligned = (uint8_t*)hh_align_up((uintptr_t)p, alignment);
-  if (aligned != p) {
-    hh_page_t* page = hh_segment_page_of(hh_ptr_segment(p), p);
-    hh_page_flags_set(page, HH_PAGE_HAS_ALIGNED);
-  }
-  return aligned;
+  hh_page_t* page;
+  hh_block_t* block = heap_take(heap, size + alignment - 1, &page);
+  if (block == NULL) return NULL;
+  uint8_t* aligned = (uint8_t*)hhi_align_up((uintptr_t)block, alignment);
+  if (aligned != (uint8_t*)block) hhi_page_flags_set(page, HH_PAGE_HAS_ALIGNED);
+  return hhi_block_hand_out(page, block, aligned, size, zero);
 }
 
 void* hh_malloc_aligned(size_t size, size_t alignment) {
-  return hh_heap_malloc_aligned_zero(hh_get_default_heap(), size, alignment, false);
+  return heap_malloc_aligned(hhi_get_default_heap(), size, alignment, false);
 }
 
 void* hh_zalloc_aligned(size_t size, size_t alignment) {
-  return hh_heap_malloc_aligned_zero(hh_get_default_heap(), size, alignment, true);
+  return heap_malloc_aligned(hhi_get_default_heap(), size, alignment, true);
 }
 
 void* hh_calloc_aligned(size_t count, size_t size, size_t alignment) {
   size_t total;
-  if (hh_unlikely(hh_mul_overflow(count, size, &total))) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  return hh_heap_malloc_aligned_zero(hh_get_default_heap(), total, alignment, true);
+  if (!array_size(count, size, &total)) return NULL;
+  return heap_malloc_aligned(hhi_get_default_heap(), total, alignment, true);
 }
 
 int hh_posix_memalign(void** out, size_t alignment, size_t size) {
-  if (out == NULL || !hh_is_power_of_two(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
+  if (out == NULL || !hhi_is_power_of_two(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
   int saved_errno = errno;
   void* p = hh_malloc_aligned(size, alignment);
   if (p == NULL) {
@@ -141,72 +185,72 @@ void* hh_memalign(size_t alignment, size_t size) {
 }
 
 void* hh_valloc(size_t size) {
-  return hh_malloc_aligned(size, hh_os_page_size());
+  return hh_malloc_aligned(size, hhi_os_page_size());
 }
 
 void* hh_pvalloc(size_t size) {
-  size_t ps = hh_os_page_size();
+  size_t ps = hhi_os_page_size();
   if (size > HH_MAX_ALLOC_SIZE) {
     errno = ENOMEM;
     return NULL;
   }
-  size_t rounded = size == 0 ? ps : hh_align_up(size, ps);
+  size_t rounded = size == 0 ? ps : hhi_align_up(size, ps);
   return hh_malloc_aligned(rounded, ps);
 }
 
 /* ---- reallocation ----------------------------------------------------------------*/
+static void* heap_alloc_like(hh_heap_t* heap, size_t size, size_t alignment) {
+  return alignment == 0 ? heap_malloc(heap, size, false) : heap_malloc_aligned(heap, size, alignment, false);
+}
+
 /* Resize p (alignment 0: any). Returns p itself when the new size fits its
  * block and does not waste more than half of it. */
 static void* heap_realloc(hh_heap_t* heap, void* p, size_t newsize, size_t alignment) {
-  if (p == NULL) {
-    return alignment == 0 ? heap_malloc(heap, newsize, false) : hh_heap_malloc_aligned_zero(heap, newsize, alignment, false);
-  }
+  if (p == NULL) return heap_alloc_like(heap, newsize, alignment);
   if (newsize == 0) {  /* glibc: free and return NULL */
     hh_free(p);
     return NULL;
   }
-  hh_page_t* page = hh_checked_page_of(p, "realloc");
-  if (page == NULL) {
+  hh_block_ref_t ref;
+  if (!hhi_block_lookup(p, HH_OP_REALLOC, &ref)) {
     errno = EINVAL;
     return NULL;
   }
-  const hh_block_t* block = hh_page_block_of(page, p);
-  size_t usable = page->block_size - (size_t)((uintptr_t)p - (uintptr_t)block);
+  size_t usable = hhi_block_usable_size(&ref, p);
   bool aligned_ok = alignment == 0 || ((uintptr_t)p & (alignment - 1)) == 0;
-  if (hh_page_segment(page)->kind >= HH_SEGMENT_LARGE) {
-    /* a block with a segment of its own grows and shrinks in place */
-    if (aligned_ok && p == (void*)page->page_start && newsize <= HH_MAX_ALLOC_SIZE &&
-        hh_segment_single_resize(page, newsize)) {
+  if (hhi_segment_kind_is_single(ref.segment->kind)) {
+    /* a block with a page of its own grows and shrinks in place */
+    if (aligned_ok && p == (void*)ref.page->page_start && newsize <= HH_MAX_ALLOC_SIZE &&
+        hhi_single_resize(ref.page, newsize)) {
+      hhi_track_resize(p, usable, newsize);
       return p;
     }
   } else if (aligned_ok && newsize <= usable && newsize >= usable / 2) {
+    hhi_track_resize(p, usable, newsize);
     return p;
   }
-  void* q = alignment == 0 ? heap_malloc(heap, newsize, false) : hh_heap_malloc_aligned_zero(heap, newsize, alignment, false);
+  void* q = heap_alloc_like(heap, newsize, alignment);
   if (q == NULL) return NULL;
   memcpy(q, p, usable < newsize ? usable : newsize);
-  hh_free(p);
+  hhi_free_ref(&ref, p);
   return q;
 }
 
 void* hh_realloc(void* p, size_t newsize) {
-  return heap_realloc(hh_get_default_heap(), p, newsize, 0);
+  return heap_realloc(hhi_get_default_heap(), p, newsize, 0);
 }
 
 void* hh_realloc_aligned(void* p, size_t newsize, size_t alignment) {
-  if (!hh_is_power_of_two(alignment)) {
+  if (!hhi_is_power_of_two(alignment)) {
     errno = EINVAL;
     return NULL;
   }
-  return heap_realloc(hh_get_default_heap(), p, newsize, alignment);
+  return heap_realloc(hhi_get_default_heap(), p, newsize, alignment);
 }
 
 void* hh_reallocarray(void* p, size_t count, size_t size) {
   size_t total;
-  if (hh_unlikely(hh_mul_overflow(count, size, &total))) {
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (!array_size(count, size, &total)) return NULL;
   return hh_realloc(p, total);
 }
 
@@ -219,8 +263,8 @@ void* hh_reallocf(void* p, size_t newsize) {
 /* ---- first-class heaps ----------------------------------------------------------------*/
 /* Allocation from another thread's heap would race with its owner. */
 static bool heap_usable(hh_heap_t* heap) {
-  if (hh_likely(hh_heap_is_mine(heap))) return true;
-  if (heap != NULL) hh_error_message("allocation from heap %p by a thread that does not own it", (void*)heap);
+  if (hh_likely(hhi_heap_is_mine(heap))) return true;
+  if (heap != NULL) hhi_misuse(HH_OP_HEAP_ALLOC, (hh_misuse_info_t){.kind = HH_MISUSE_HEAP_NOT_OWNED, .heap = heap});
   errno = EINVAL;
   return false;
 }
@@ -235,10 +279,7 @@ void* hh_heap_zalloc(hh_heap_t* heap, size_t size) {
 
 void* hh_heap_calloc(hh_heap_t* heap, size_t count, size_t size) {
   size_t total;
-  if (hh_unlikely(hh_mul_overflow(count, size, &total))) {
-    errno = ENOMEM;
-    return NULL;
-  }
+  if (!array_size(count, size, &total)) return NULL;
   return hh_heap_zalloc(heap, total);
 }
 
@@ -247,7 +288,7 @@ void* hh_heap_realloc(hh_heap_t* heap, void* p, size_t newsize) {
 }
 
 void* hh_heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment) {
-  return heap_usable(heap) ? hh_heap_malloc_aligned_zero(heap, size, alignment, false) : NULL;
+  return heap_usable(heap) ? heap_malloc_aligned(heap, size, alignment, false) : NULL;
 }
 
 static char* heap_strndup(hh_heap_t* heap, const char* s, size_t n) {
@@ -269,16 +310,14 @@ char* hh_heap_strdup(hh_heap_t* heap, const char* s) {
 
 /* ---- strings -----------------------------------------------------------------------*/
 char* hh_strdup(const char* s) {
-  return heap_strndup(hh_get_default_heap(), s, SIZE_MAX);
+  return heap_strndup(hhi_get_default_heap(), s, SIZE_MAX);
 }
 
 char* hh_strndup(const char* s, size_t n) {
-  return heap_strndup(hh_get_default_heap(), s, n);
+  return heap_strndup(hhi_get_default_heap(), s, n);
 }
 
 /* ---- sizes -------------------------------------------------------------------------*/
 size_t hh_good_size(size_t size) {
-  if (size <= HH_LARGE_OBJ_SIZE_MAX) return hh_bin_size(hh_bin(size));
-  if (size > HH_MAX_ALLOC_SIZE) return size;
-  return hh_align_up(size, hh_os_page_size());
+  return hhi_good_size(size, hhi_os_page_size());
 }

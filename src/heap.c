@@ -1,26 +1,25 @@
 /* hardheap: heaps.
  *
  * Each thread allocates from its own heap, found through one thread-local
- * pointer. Before a thread's first allocation that pointer is &hh_heap_empty,
+ * pointer. Before a thread's first allocation that pointer is &hhi_heap_empty,
  * whose every page is the empty page, so the first malloc falls into the
  * generic path which creates the heap. The first thread (the one that starts
- * the process) gets the static hh_heap_main, so allocation works before TLS
+ * the process) gets the static hhi_heap_main, so allocation works before TLS
  * destructors or constructors could run. */
 #include "internal.h"
 
 #include <pthread.h>
-#include <sched.h>
 
-#define HH_DIRECT_EMPTY ((hh_page_t*)&hh_page_empty)
+#define HH_DIRECT_EMPTY ((hh_page_t*)&hhi_page_empty)
 
-const hh_heap_t hh_heap_empty = {
+const hh_heap_t hhi_heap_empty = {
     .tld = NULL,
     .pages_direct = {[0 ... HH_PAGES_DIRECT - 1] = HH_DIRECT_EMPTY},
 };
 
-__thread hh_heap_t* hh_heap_default hh_tls_initial_exec = (hh_heap_t*)&hh_heap_empty;
+__thread hh_heap_t* hhi_heap_default hh_tls_initial_exec = (hh_heap_t*)&hhi_heap_empty;
 
-hh_heap_t hh_heap_main;
+hh_heap_t hhi_heap_main;
 static hh_tld_t tld_main;
 static atomic_bool main_heap_claimed;
 
@@ -41,37 +40,23 @@ static bool thread_key_ready;
 
 static void thread_done(void* value);
 
-void hh_heap_process_init(void) {
+void hhi_heap_process_init(void) {
   if (pthread_key_create(&thread_key, thread_done) == 0) thread_key_ready = true;
 }
 
-/* ---- direct pages --------------------------------------------------------*/
-void hh_heap_queue_first_update(hh_heap_t* heap, const hh_page_queue_t* pq) {
-  size_t size = pq->block_size;
-  if (size > HH_SMALL_SIZE_MAX) return;
-  hh_page_t* page = pq->first != NULL ? pq->first : HH_DIRECT_EMPTY;
-  size_t bin = (size_t)(pq - heap->pages);
-  /* the wsizes that map to this bin: (size of previous bin, size] */
-  size_t start = bin <= 1 ? 0 : hh_wsize_of(hh_bin_size(bin - 1)) + 1;
-  size_t end = hh_wsize_of(size);
-  for (size_t w = start; w <= end; w++) heap->pages_direct[w] = page;
-}
-
 /* Initialise heap as a heap of the thread whose data is tld. */
-static void singles_lock(hh_heap_t* heap);
-static void singles_unlock(hh_heap_t* heap);
 
 static void heap_init(hh_heap_t* heap, hh_tld_t* tld) {
-  singles_lock(heap);
+  hhi_singles_lock(heap);
   memset(heap, 0, offsetof(hh_heap_t, singles_lock));
-  singles_unlock(heap);
+  hhi_singles_unlock(heap);
   heap->tld = tld;
   for (size_t w = 0; w < HH_PAGES_DIRECT; w++) heap->pages_direct[w] = HH_DIRECT_EMPTY;
-  for (size_t bin = 0; bin <= HH_BIN_LARGE_MAX; bin++) heap->pages[bin].block_size = hh_bin_size(bin);
+  for (size_t bin = 0; bin <= HH_BIN_LARGE_MAX; bin++) heap->pages[bin].block_size = hhi_bin_size(bin);
   heap->pages[HH_BIN_HUGE].block_size = HH_LARGE_OBJ_SIZE_MAX + HH_MIN_ALIGN;
   heap->pages[HH_BIN_FULL].block_size = HH_LARGE_OBJ_SIZE_MAX + 2 * HH_MIN_ALIGN;
-  heap->thread_id = hh_thread_id();
-  heap->random = hh_random_seed();
+  heap->thread_id = hhi_thread_id();
+  heap->random = hhi_random_seed();
 }
 
 static hh_thread_data_t* thread_data_alloc(void) {
@@ -80,7 +65,7 @@ static hh_thread_data_t* thread_data_alloc(void) {
   if (td != NULL) thread_data_free = td->next_free;
   pthread_mutex_unlock(&thread_data_lock);
   if (td != NULL) return td;
-  td = hh_os_alloc_aligned(sizeof(hh_thread_data_t), hh_os_page_size(), 0);
+  td = hhi_os_alloc_aligned(sizeof(hh_thread_data_t), hhi_os_page_size(), 0, false);
   if (td == NULL) return NULL;
   pthread_mutex_lock(&thread_data_lock);
   hh_thread_data_t** link = &thread_data_all;  /* sorted by address: fork's lock order */
@@ -98,14 +83,14 @@ static void thread_data_release(hh_thread_data_t* td) {
   pthread_mutex_unlock(&thread_data_lock);
 }
 
-hh_heap_t* hh_heap_thread_init(void) {
-  hh_process_init();
-  hh_heap_t* heap = hh_heap_default;
-  if (hh_heap_is_initialized(heap)) return heap;
+hh_heap_t* hhi_heap_thread_init(void) {
+  hhi_process_init();
+  hh_heap_t* heap = hhi_heap_default;
+  if (hhi_heap_is_initialized(heap)) return heap;
   bool expected = false;
   hh_tld_t* tld;
   if (atomic_compare_exchange_strong(&main_heap_claimed, &expected, true)) {
-    heap = &hh_heap_main;
+    heap = &hhi_heap_main;
     tld = &tld_main;
   } else {
     hh_thread_data_t* td = thread_data_alloc();
@@ -114,24 +99,28 @@ hh_heap_t* hh_heap_thread_init(void) {
     tld = &td->tld;
   }
   memset(tld, 0, sizeof(*tld));
+  tld->thread_id = hhi_thread_id();
   heap_init(heap, tld);
   tld->heap_backing = heap;
-  hh_heap_default = heap;
+  hhi_heap_default = heap;
   /* after setting the default: pthread_setspecific may itself allocate */
   if (thread_key_ready) pthread_setspecific(thread_key, heap);
   return heap;
 }
 
-/* ---- delayed frees ------------------------------------------------------------*/
-void hh_heap_delayed_free_all(hh_heap_t* heap) {
+/* ---- delayed frees ------------------------------------------------------------
+ * Other threads push blocks of this heap's full pages here (page.c:
+ * hhi_block_free_remote), links encoded with the block's page keys. */
+void hhi_heap_delayed_free_all(hh_heap_t* heap) {
   hh_block_t* block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
   while (block != NULL) {
-    hh_page_t* page = hh_segment_page_of(hh_ptr_segment(block), block);
-    hh_block_t* next = hh_decode_link(page, block, block->next);
-    if (HH_CHECK_FREE && next != NULL && !hh_segment_is_ours(hh_ptr_segment(next))) {
-      hh_report_corrupt_link(page, block, (uintptr_t)next);
+    hh_page_t* page = hhi_lookup_page(hhi_ptr_segment(block), block);
+    hh_block_t* next = hhi_decode_link(page, block, block->next);
+    if (HH_CHECK_POINTERS && next != NULL && !hhi_segment_map_contains(hhi_ptr_segment(next))) {
+      hhi_report_corrupt_link(page, block, (uintptr_t)next);
+      next = NULL;  /* going on: the rest of the list is lost */
     }
-    hh_free_delayed_block(block);
+    hhi_page_free_delayed_block(block);
     block = next;
   }
 }
@@ -154,72 +143,35 @@ static void heap_visit_pages(hh_heap_t* heap, hh_page_visitor_t fn, bool force) 
 
 static void page_collect_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page, bool force) {
   (void)heap;
-  hh_page_collect_free(page, force);
-  if (hh_page_all_free(page)) {
-    hh_page_free(page, pq, force);
+  hhi_page_collect_free(page, force);
+  if (hhi_page_all_free(page)) {
+    hhi_page_free(page, pq, force);
   }
+}
+
+void hhi_tld_collect(hh_tld_t* tld, bool force) {
+  hhi_spans_collect(tld, force);
+  hhi_segments_collect(tld, force);
 }
 
 void hh_heap_collect(hh_heap_t* heap, bool force) {
-  if (!hh_heap_is_mine(heap)) return;
-  hh_heap_deferred_free(heap, force);
-  hh_heap_delayed_free_all(heap);
-  hh_heap_collect_retired(heap, force, force);
+  if (!hhi_heap_is_mine(heap)) return;
+  hhi_heap_deferred_free(heap, force);
+  hhi_heap_delayed_free_all(heap);
+  hhi_page_collect_retired(heap, force, force);
   heap_visit_pages(heap, page_collect_visitor, force);
-  hh_segments_collect(heap->tld, force);
+  hhi_tld_collect(heap->tld, force);
 }
 
 void hh_collect(bool force) {
-  hh_heap_collect(hh_get_default_heap(), force);
-}
-
-/* ---- single-block pages ---------------------------------------------------------
- * Large and huge blocks are freed by whichever thread frees them, so the
- * list of them in their heap is guarded by a small lock. Heap structures
- * are never returned to the OS (they are pooled), so a thread that read
- * page->heap can always lock it and then re-check. */
-static void singles_lock(hh_heap_t* heap) {
-  while (atomic_exchange_explicit(&heap->singles_lock, true, memory_order_acquire)) sched_yield();
-}
-
-static void singles_unlock(hh_heap_t* heap) {
-  atomic_store_explicit(&heap->singles_lock, false, memory_order_release);
-}
-
-void hh_heap_single_link(hh_heap_t* heap, hh_page_t* page) {
-  singles_lock(heap);
-  atomic_store_explicit(&page->heap, heap, memory_order_release);
-  page->prev = NULL;
-  page->next = heap->singles;
-  if (heap->singles != NULL) heap->singles->prev = page;
-  heap->singles = page;
-  singles_unlock(heap);
-}
-
-static void singles_remove(hh_heap_t* heap, hh_page_t* page) {
-  if (page->prev != NULL) page->prev->next = page->next; else heap->singles = page->next;
-  if (page->next != NULL) page->next->prev = page->prev;
-  page->next = page->prev = NULL;
-  atomic_store_explicit(&page->heap, NULL, memory_order_release);
-}
-
-void hh_heap_single_unlink(hh_page_t* page) {
-  for (;;) {
-    hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_acquire);
-    if (heap == NULL) return;
-    singles_lock(heap);
-    bool still_there = atomic_load_explicit(&page->heap, memory_order_relaxed) == heap;
-    if (still_there) singles_remove(heap, page);
-    singles_unlock(heap);
-    if (still_there) return;
-  }
+  hh_heap_collect(hhi_get_default_heap(), force);
 }
 
 /* Let go of every single-block page of heap (they become unlisted). */
 static void singles_release_all(hh_heap_t* heap) {
-  singles_lock(heap);
-  while (heap->singles != NULL) singles_remove(heap, heap->singles);
-  singles_unlock(heap);
+  hhi_singles_lock(heap);
+  while (heap->singles != NULL) hhi_singles_remove(heap, heap->singles);
+  hhi_singles_unlock(heap);
 }
 
 /* ---- fork -------------------------------------------------------------------------
@@ -231,23 +183,23 @@ static void singles_release_all(hh_heap_t* heap) {
  * heap_absorb's, so fork cannot deadlock with a heap being deleted. */
 static pthread_mutex_t deferred_lock;
 
-void hh_heap_fork_prepare(void) {
+void hhi_heap_fork_prepare(void) {
   pthread_mutex_lock(&deferred_lock);
   pthread_mutex_lock(&thread_data_lock);
   bool main_locked = false;
   for (hh_thread_data_t* td = thread_data_all; td != NULL; td = td->next_all) {
-    if (!main_locked && &hh_heap_main < &td->heap) {
-      singles_lock(&hh_heap_main);
+    if (!main_locked && &hhi_heap_main < &td->heap) {
+      hhi_singles_lock(&hhi_heap_main);
       main_locked = true;
     }
-    singles_lock(&td->heap);
+    hhi_singles_lock(&td->heap);
   }
-  if (!main_locked) singles_lock(&hh_heap_main);
+  if (!main_locked) hhi_singles_lock(&hhi_heap_main);
 }
 
-void hh_heap_fork_release(void) {
-  for (hh_thread_data_t* td = thread_data_all; td != NULL; td = td->next_all) singles_unlock(&td->heap);
-  singles_unlock(&hh_heap_main);
+void hhi_heap_fork_release(void) {
+  for (hh_thread_data_t* td = thread_data_all; td != NULL; td = td->next_all) hhi_singles_unlock(&td->heap);
+  hhi_singles_unlock(&hhi_heap_main);
   pthread_mutex_unlock(&thread_data_lock);
   pthread_mutex_unlock(&deferred_lock);
 }
@@ -272,7 +224,7 @@ void hh_register_deferred_free(hh_deferred_free_fun* fn, void* arg) {
   pthread_mutex_unlock(&deferred_lock);
 }
 
-void hh_heap_deferred_free(hh_heap_t* heap, bool force) {
+void hhi_heap_deferred_free(hh_heap_t* heap, bool force) {
   if (atomic_load_explicit(&deferred_fn, memory_order_relaxed) == NULL || heap->tld->in_deferred) return;
   hh_deferred_free_fun* fn;
   void* arg;
@@ -291,18 +243,18 @@ void hh_heap_deferred_free(hh_heap_t* heap, bool force) {
 }
 
 /* ---- first-class heaps -----------------------------------------------------------*/
-bool hh_heap_is_mine(const hh_heap_t* heap) {
-  return heap != NULL && hh_heap_is_initialized(heap) && heap->tld != NULL && heap->thread_id == hh_thread_id();
+bool hhi_heap_is_mine(const hh_heap_t* heap) {
+  return heap != NULL && hhi_heap_is_initialized(heap) && heap->tld != NULL && heap->thread_id == hhi_thread_id();
 }
 
-static bool heap_check_mine(const hh_heap_t* heap, const char* what) {
-  if (hh_heap_is_mine(heap)) return true;
-  if (heap != NULL) hh_error_message("%s of heap %p from a thread that does not own it", what, (const void*)heap);
+static bool heap_check_mine(const hh_heap_t* heap, hh_op_t op) {
+  if (hhi_heap_is_mine(heap)) return true;
+  if (heap != NULL) hhi_misuse(op, (hh_misuse_info_t){.kind = HH_MISUSE_HEAP_NOT_OWNED, .heap = heap});
   return false;
 }
 
 hh_heap_t* hh_heap_new(void) {
-  hh_heap_t* current = hh_heap_thread_init();
+  hh_heap_t* current = hhi_heap_thread_init();
   hh_thread_data_t* td = current == NULL ? NULL : thread_data_alloc();
   if (td == NULL) {
     errno = ENOMEM;
@@ -318,32 +270,32 @@ hh_heap_t* hh_heap_new(void) {
 
 static void page_never_delayed_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page, bool force) {
   (void)heap; (void)pq; (void)force;
-  hh_page_use_delayed_free(page, HH_NEVER_DELAYED_FREE, false);
+  hhi_page_use_delayed_free(page, HH_NEVER_DELAYED_FREE, false);
 }
 
 /* Move every page of `from` into `into` (both of the calling thread). */
 static void heap_absorb(hh_heap_t* into, hh_heap_t* from) {
   /* no remote free may target from's delayed list once we start moving */
   heap_visit_pages(from, page_never_delayed_visitor, false);
-  hh_heap_delayed_free_all(from);
+  hhi_heap_delayed_free_all(from);
   for (size_t i = 0; i < from->retired_count; i++) from->retired[i]->is_retired = 0;
   from->retired_count = 0;
   for (size_t bin = 0; bin < HH_BIN_COUNT; bin++) {
     hh_page_queue_t* pq = &from->pages[bin];
     hh_page_t* page;
     while ((page = pq->first) != NULL) {
-      hh_page_queue_remove(from, pq, page);
-      hh_page_flags_clear(page, HH_PAGE_IN_FULL);
+      hhi_queue_remove(from, pq, page);
+      hhi_page_flags_clear(page, HH_PAGE_IN_FULL);
       atomic_store_explicit(&page->heap, into, memory_order_release);
-      hh_page_queue_push_back(into, &into->pages[page->bin], page);
-      hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, true);
+      hhi_queue_push_back(into, &into->pages[page->bin], page);
+      hhi_page_use_delayed_free(page, HH_NO_DELAYED_FREE, true);
       from->page_count--;
       into->page_count++;
     }
   }
   /* two locks: always in address order (see hh_heap_fork_prepare) */
-  singles_lock(from < into ? from : into);
-  singles_lock(from < into ? into : from);
+  hhi_singles_lock(from < into ? from : into);
+  hhi_singles_lock(from < into ? into : from);
   hh_page_t* page = from->singles;
   while (page != NULL) {
     hh_page_t* next = page->next;
@@ -355,8 +307,8 @@ static void heap_absorb(hh_heap_t* into, hh_heap_t* from) {
     page = next;
   }
   from->singles = NULL;
-  singles_unlock(into);
-  singles_unlock(from);
+  hhi_singles_unlock(into);
+  hhi_singles_unlock(from);
 }
 
 /* Unlink a first-class heap from its thread and return its memory to the pool. */
@@ -368,14 +320,14 @@ static void heap_release(hh_heap_t* heap) {
       break;
     }
   }
-  if (hh_heap_default == heap) hh_heap_default = tld->heap_backing;
+  if (hhi_heap_default == heap) hhi_heap_default = tld->heap_backing;
   heap->tld = NULL;
   heap->thread_id = 0;
   thread_data_release((hh_thread_data_t*)((uint8_t*)heap - offsetof(hh_thread_data_t, heap)));
 }
 
 void hh_heap_delete(hh_heap_t* heap) {
-  if (heap == NULL || !heap_check_mine(heap, "delete")) return;
+  if (heap == NULL || !heap_check_mine(heap, HH_OP_HEAP_DELETE)) return;
   hh_heap_t* backing = heap->tld->heap_backing;
   if (heap == backing) return;
   heap_absorb(backing, heap);
@@ -384,84 +336,76 @@ void hh_heap_delete(hh_heap_t* heap) {
 
 static void page_destroy_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page, bool force) {
   (void)force;
-  hh_page_queue_remove(heap, pq, page);
+  hhi_queue_remove(heap, pq, page);
   heap->page_count--;
-  hh_segment_page_free(page, false);
+  hhi_segment_page_free(page, false);
 }
 
 void hh_heap_destroy(hh_heap_t* heap) {
-  if (heap == NULL || !heap_check_mine(heap, "destroy")) return;
+  if (heap == NULL || !heap_check_mine(heap, HH_OP_HEAP_DESTROY)) return;
   if (heap == heap->tld->heap_backing) {
-    hh_error_message("the backing heap %p of a thread cannot be destroyed", (void*)heap);
+    hhi_misuse(HH_OP_HEAP_DESTROY, (hh_misuse_info_t){.kind = HH_MISUSE_BACKING_HEAP_DESTROY, .heap = heap});
     return;
   }
   for (size_t i = 0; i < heap->retired_count; i++) heap->retired[i]->is_retired = 0;
   heap->retired_count = 0;
   heap_visit_pages(heap, page_destroy_visitor, false);
-  singles_lock(heap);
+  hhi_singles_lock(heap);
   while (heap->singles != NULL) {
     hh_page_t* page = heap->singles;
-    singles_remove(heap, page);
-    if (hh_segment_single_claim(page)) hh_segment_single_free(page);
+    hhi_singles_remove(heap, page);
+    if (hhi_single_claim(page)) hhi_single_free(page, heap->tld);
   }
-  singles_unlock(heap);
+  hhi_singles_unlock(heap);
   heap_release(heap);
 }
 
 hh_heap_t* hh_heap_set_default(hh_heap_t* heap) {
-  if (!heap_check_mine(heap, "set_default")) return NULL;
-  hh_heap_t* old = hh_heap_default;
-  hh_heap_default = heap;
+  if (!heap_check_mine(heap, HH_OP_HEAP_SET_DEFAULT)) return NULL;
+  hh_heap_t* old = hhi_heap_default;
+  hhi_heap_default = heap;
   return old;
 }
 
 hh_heap_t* hh_heap_get_default(void) {
-  return hh_heap_thread_init();
+  return hhi_heap_thread_init();
 }
 
 hh_heap_t* hh_heap_get_backing(void) {
-  hh_heap_t* heap = hh_heap_thread_init();
+  hh_heap_t* heap = hhi_heap_thread_init();
   return heap == NULL ? NULL : heap->tld->heap_backing;
 }
 
 bool hh_heap_contains(const hh_heap_t* heap, const void* p) {
-  if (heap == NULL || p == NULL) return false;
-  hh_segment_t* segment = hh_ptr_segment(p);
-  if (!hh_segment_is_ours(segment)) return false;
-  hh_page_t* page = hh_segment_page_of(segment, p);
-  return atomic_load_explicit(&page->heap, memory_order_acquire) == heap;
+  hh_block_ref_t ref;
+  if (heap == NULL || !hhi_page_lookup(p, HH_OP_NONE, &ref)) return false;
+  return atomic_load_explicit(&ref.page->heap, memory_order_acquire) == heap;
 }
 
 bool hh_heap_check_owned(hh_heap_t* heap, const void* p) {
-  if (!hh_heap_is_mine(heap)) return false;
-  hh_heap_delayed_free_all(heap);  /* remote frees into full pages wait there */
-  if (!hh_heap_contains(heap, p)) return false;
-  hh_page_t* page = hh_segment_page_of(hh_ptr_segment(p), p);
-  uintptr_t start = (uintptr_t)page->page_start;
-  if ((uintptr_t)p < start || (uintptr_t)p - start >= (uintptr_t)page->capacity * page->block_size) return false;
+  if (!hhi_heap_is_mine(heap)) return false;
+  hhi_heap_delayed_free_all(heap);  /* remote frees into full pages wait there */
+  hh_block_ref_t ref;
+  if (!hhi_page_lookup(p, HH_OP_NONE, &ref)) return false;
+  hh_page_t* page = ref.page;
+  if (atomic_load_explicit(&page->heap, memory_order_acquire) != heap) return false;
+  if ((size_t)((uint8_t*)ref.block - page->page_start) >= (size_t)page->capacity * page->block_size) return false;
   if (page->reserved == 1) return true;  /* single-block page: listed means allocated */
-  return !hh_page_block_is_free(page, hh_page_block_of(page, p));
+  return !hhi_page_block_is_free(page, ref.block);
 }
 
 /* Visit one page: the area, then (with all) its allocated blocks. */
 static bool visit_page(hh_heap_t* heap, hh_page_t* page, bool all, hh_block_visit_fun* visitor, void* arg) {
-  hh_page_collect_free(page, false);  /* bring `used` up to date */
+  hhi_page_collect_free(page, false);  /* bring `used` up to date */
   hh_heap_area_t area = {page->page_start, (size_t)page->reserved * page->block_size,
                          (size_t)page->capacity * page->block_size, page->used, page->block_size};
   if (!visitor(heap, &area, NULL, page->block_size, arg)) return false;
   if (!all || page->used == 0) return true;
   if (page->reserved == 1) return visitor(heap, &area, page->page_start, page->block_size, arg);
   /* mark the free blocks, then visit the others */
-  uint64_t free_map[HH_SMALL_PAGE_SIZE / HH_MIN_ALIGN / 64];
-  memset(free_map, 0, sizeof(free_map));
-  hh_block_t* lists[2] = {page->free, page->local_free};
-  for (int l = 0; l < 2; l++) {
-    size_t steps = 0;
-    for (hh_block_t* b = lists[l]; b != NULL && steps <= page->capacity; b = hh_block_next(page, b), steps++) {
-      size_t idx = (size_t)((uint8_t*)b - page->page_start) / page->block_size;
-      free_map[idx / 64] |= (uint64_t)1 << (idx % 64);
-    }
-  }
+  uint64_t free_map[HH_PAGE_BLOCKS_MAX / 64];
+  size_t counts[3];
+  if (!hhi_page_free_map(page, free_map, counts)) return false;  /* corrupted: do not guess */
   for (size_t idx = 0; idx < page->capacity; idx++) {
     if (free_map[idx / 64] & ((uint64_t)1 << (idx % 64))) continue;
     if (!visitor(heap, &area, page->page_start + idx * page->block_size, page->block_size, arg)) return false;
@@ -470,28 +414,28 @@ static bool visit_page(hh_heap_t* heap, hh_page_t* page, bool all, hh_block_visi
 }
 
 bool hh_heap_visit_blocks(hh_heap_t* heap, bool visit_all_blocks, hh_block_visit_fun* visitor, void* arg) {
-  if (visitor == NULL || !heap_check_mine(heap, "visit")) return false;
-  hh_heap_delayed_free_all(heap);  /* remote frees into full pages wait there */
+  if (visitor == NULL || !heap_check_mine(heap, HH_OP_HEAP_VISIT)) return false;
+  hhi_heap_delayed_free_all(heap);  /* remote frees into full pages wait there */
   for (size_t bin = 0; bin < HH_BIN_COUNT; bin++) {
     for (hh_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
       if (!visit_page(heap, page, visit_all_blocks, visitor, arg)) return false;
     }
   }
   bool go_on = true;
-  singles_lock(heap);
+  hhi_singles_lock(heap);
   for (hh_page_t* page = heap->singles; page != NULL && go_on; page = page->next) {
     go_on = visit_page(heap, page, visit_all_blocks, visitor, arg);
   }
-  singles_unlock(heap);
+  hhi_singles_unlock(heap);
   return go_on;
 }
 
 /* ---- thread exit ---------------------------------------------------------------*/
 static void thread_done(void* value) {
   hh_heap_t* heap = value;
-  if (heap == NULL || !hh_heap_is_initialized(heap)) return;
+  if (heap == NULL || !hhi_heap_is_initialized(heap)) return;
   hh_tld_t* tld = heap->tld;
-  hh_heap_default = heap;
+  hhi_heap_default = heap;
   /* the thread's other heaps hand their blocks to the backing heap */
   while (tld->heaps != NULL) {
     hh_heap_t* h = tld->heaps;
@@ -502,24 +446,25 @@ static void thread_done(void* value) {
    * 2. take in what they sent and free every empty page,
    * 3. leave the rest to whichever thread reclaims it. */
   heap_visit_pages(heap, page_never_delayed_visitor, false);
-  hh_heap_deferred_free(heap, true);
-  hh_heap_delayed_free_all(heap);
+  hhi_heap_deferred_free(heap, true);
+  hhi_heap_delayed_free_all(heap);
   /* Free every empty page, but leave purging to the delay: a new thread
    * usually wants the same memory right away (thread churn). */
-  hh_heap_collect_retired(heap, true, false);
+  hhi_page_collect_retired(heap, true, false);
   heap_visit_pages(heap, page_collect_visitor, false);
   hh_segment_t* abandoned = NULL;
   for (size_t bin = 0; bin < HH_BIN_COUNT; bin++) {
     for (hh_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
       atomic_store_explicit(&page->heap, NULL, memory_order_release);
-      hh_segment_abandon_prepare(hh_page_segment(page), &abandoned);
+      hhi_segment_abandon_prepare(hhi_page_segment(page), &abandoned);
     }
   }
-  hh_segment_abandon_publish(abandoned);  /* the pages are not ours to touch after this */
+  hhi_segment_abandon_publish(abandoned);  /* the pages are not ours to touch after this */
   singles_release_all(heap);
-  hh_segments_thread_exit(tld);
-  hh_heap_default = (hh_heap_t*)&hh_heap_empty;
-  if (heap == &hh_heap_main) {
+  hhi_spans_thread_exit(tld);
+  hhi_segments_thread_exit(tld);
+  hhi_heap_default = (hh_heap_t*)&hhi_heap_empty;
+  if (heap == &hhi_heap_main) {
     heap_init(heap, &tld_main);  /* clean, but unowned: main_heap_claimed stays set */
     heap->thread_id = 0;
   } else {

@@ -4,7 +4,11 @@
  * is read once at process start (HARDHEAP_<NAME>, then the alias
  * MIMALLOC_<NAME>); hh_option_set changes a value later. getenv is used
  * because it does not allocate and works before libc's constructors ran. */
-#include "internal.h"
+#include "config.h"
+#include "options.h"
+#include "report.h"
+
+#include <string.h>
 
 #include <limits.h>
 #include <stdlib.h>
@@ -30,6 +34,8 @@ static hh_option_desc_t options[hh_option_count_] = {
   [hh_option_segment_cache] = {4, 4, 0, 1024, false, "SEGMENT_CACHE"},
   [hh_option_guarded_sample_rate] = {0, 0, 0, 1000000000, false, "GUARDED_SAMPLE_RATE"},
   [hh_option_guarded_sample_seed] = {0, 0, 0, LONG_MAX, false, "GUARDED_SAMPLE_SEED"},
+  [hh_option_abort_on_misuse] = {HH_MISUSE_ABORTS_BY_DEFAULT, HH_MISUSE_ABORTS_BY_DEFAULT, 0, 1, true,
+                                 "ABORT_ON_MISUSE"},
 };
 
 static bool str_ieq(const char* a, const char* b) {
@@ -69,13 +75,13 @@ static void option_read_env(hh_option_desc_t* desc) {
   char name[64];
   const char* prefixes[] = {"HARDHEAP_", "MIMALLOC_"};
   for (size_t i = 0; i < 2; i++) {
-    hh_format(name, sizeof(name), "%s%s", prefixes[i], desc->name);
+    hhi_format(name, sizeof(name), "%s%s", prefixes[i], desc->name);
     const char* s = getenv(name);
     if (s == NULL || *s == 0) continue;
     long v;
     if (!parse_value(s, desc->is_bool, &v) || v < desc->min || v > desc->max) {
       /* printed unconditionally: a user who set an option wants to know */
-      hh_print("hardheap: warning: ignoring %s=\"%s\": expected %s in [%ld, %ld]; using %ld\n", name, s,
+      hhi_print("hardheap: warning: ignoring %s=\"%s\": expected %s in [%ld, %ld]; using %ld\n", name, s,
                desc->is_bool ? "a boolean" : "an integer", desc->min, desc->max, desc->value);
       return;
     }
@@ -103,31 +109,31 @@ static void warn_unknown_names(void) {
       size_t n = len + sizeof(prefix) - 1 < sizeof(shown) - 1 ? len + sizeof(prefix) - 1 : sizeof(shown) - 1;
       memcpy(shown, var, n);
       shown[n] = 0;
-      hh_print("hardheap: warning: unknown option %s ignored\n", shown);
+      hhi_print("hardheap: warning: unknown option %s ignored\n", shown);
     }
   }
 }
 
-void hh_options_init(void) {
+void hhi_options_init(void) {
   for (int i = 0; i < hh_option_count_; i++) {
-    if (options[i].name == NULL) hh_fatal("option %d has no table entry", i);
+    if (options[i].name == NULL) hhi_fatal("option %d has no table entry", i);
     option_read_env(&options[i]);
   }
   warn_unknown_names();
-  if (HARDHEAP_SECURE) options[hh_option_show_errors].value = 1;
+  if (HH_ERRORS_ALWAYS_SHOWN) options[hh_option_show_errors].value = 1;
   /* The names are taken now so that scripts and the launcher can set them,
    * but a user who asks for sampling must not believe it is happening. */
   if (options[hh_option_guarded_sample_rate].value != 0) {
-    hh_print("hardheap: warning: GUARDED_SAMPLE_RATE=%ld ignored: this version of hardheap has no "
+    hhi_print("hardheap: warning: GUARDED_SAMPLE_RATE=%ld ignored: this version of hardheap has no "
              "sampled guarded allocations yet\n", options[hh_option_guarded_sample_rate].value);
   }
 }
 
-long hh_option_get_fast(hh_option_t option) {
+long hhi_option_value(hh_option_t option) {
   return options[option].value;
 }
 
-bool hh_option_is_enabled(hh_option_t option) {
+bool hhi_option_enabled(hh_option_t option) {
   return options[option].value != 0;
 }
 
@@ -140,7 +146,7 @@ bool hh_option_set(hh_option_t option, long value) {
   if ((unsigned)option >= hh_option_count_) return false;
   hh_option_desc_t* desc = &options[option];
   if (value < desc->min || value > desc->max) return false;
-  if (HARDHEAP_SECURE && option == hh_option_show_errors && value == 0) return false;
+  if (HH_ERRORS_ALWAYS_SHOWN && option == hh_option_show_errors && value == 0) return false;
   desc->value = value;
   return true;
 }

@@ -1,68 +1,37 @@
-/* hardheap: pages, size classes and the generic (slow) allocation path.
+/* hardheap: pages and their free lists.
  *
- * A heap keeps one queue of pages per size class. The fast path allocates
- * from the first page of a queue (via pages_direct); when that page's free
- * list is empty the generic path here runs: it is also the heartbeat that
- * folds deferred work in (delayed frees, retired pages, purging). */
+ * A page holds blocks of one size class in three lists: free (malloc pops
+ * it), local_free (the owner's frees, moved to free in bulk) and the atomic
+ * thread_free (other threads' frees, collected by the owner). This file
+ * grows pages (extension), collects their lists, moves pages between their
+ * class queue and the full queue, retires empty ones, adopts the pages of
+ * abandoned segments, and finds a page with a free block for the generic
+ * allocation path. The block moments themselves are in block.h. */
 #include "internal.h"
 
 #include <sched.h>
 
 /* The page the fast path sees when a queue is empty: free == NULL sends
- * every allocation to hh_malloc_generic. */
-const hh_page_t hh_page_empty = {0};
+ * every allocation to the generic path. */
+const hh_page_t hhi_page_empty = {0};
 
-/* ---- size classes ----------------------------------------------------------*/
-size_t hh_bin_size(size_t bin) {
-  if (bin == 0) return 0;
-  if (bin <= 8) return bin * HH_MIN_ALIGN;
-  if (bin > HH_BIN_LARGE_MAX) return 0;
-  size_t b = (bin - 1) / 8 + 6;
-  size_t i = (bin - 1) % 8;
-  return ((size_t)1 << b) + (i + 1) * ((size_t)1 << (b - 3));
-}
-
-/* ---- queues -----------------------------------------------------------------*/
-hh_page_queue_t* hh_page_queue_of(hh_heap_t* heap, const hh_page_t* page) {
-  return &heap->pages[(hh_page_flags(page) & HH_PAGE_IN_FULL) ? HH_BIN_FULL : page->bin];
-}
-
-void hh_page_queue_remove(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
-  bool was_first = (pq->first == page);
-  if (page->prev != NULL) page->prev->next = page->next;
-  if (page->next != NULL) page->next->prev = page->prev;
-  if (pq->last == page) pq->last = page->prev;
-  if (was_first) {
-    pq->first = page->next;
-    hh_heap_queue_first_update(heap, pq);
-  }
-  page->next = page->prev = NULL;
-}
-
-static void queue_push_front(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
-  page->prev = NULL;
-  page->next = pq->first;
-  if (pq->first != NULL) pq->first->prev = page; else pq->last = page;
-  pq->first = page;
-  hh_heap_queue_first_update(heap, pq);
-}
-
-void hh_page_queue_push_back(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t* page) {
-  page->next = NULL;
-  page->prev = pq->last;
-  if (pq->last != NULL) pq->last->next = page;
-  pq->last = page;
-  if (pq->first == NULL) {
-    pq->first = page;
-    hh_heap_queue_first_update(heap, pq);
-  }
+/* ---- reports ----------------------------------------------------------------*/
+void hhi_report_corrupt_link(const hh_page_t* page, const hh_block_t* block, uintptr_t value) {
+  hhi_misuse(HH_OP_NONE, (hh_misuse_info_t){
+                             .kind = HH_MISUSE_FREE_LIST_CORRUPTED,
+                             .block = block,
+                             .page = page->page_start,
+                             .segment = hhi_page_segment(page),
+                             .size_class = page->block_size,
+                             .value = value,
+                         });
 }
 
 /* ---- delayed-free state -----------------------------------------------------*/
-void hh_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool override_never) {
+void hhi_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool override_never) {
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   for (;;) {
-    hh_delayed_t old = hh_thread_free_delayed(tf);
+    hh_delayed_t old = hhi_thread_free_delayed(tf);
     if (old == HH_DELAYED_FREEING) {
       /* a remote thread is between two steps of its push: wait it out */
       sched_yield();
@@ -70,7 +39,7 @@ void hh_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool override
       continue;
     }
     if (old == delay || (old == HH_NEVER_DELAYED_FREE && !override_never)) return;
-    uintptr_t desired = hh_thread_free_make(hh_thread_free_block(tf), delay);
+    uintptr_t desired = hhi_thread_free_make(hhi_thread_free_block(tf), delay);
     if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, desired, memory_order_release,
                                               memory_order_relaxed)) {
       return;
@@ -78,20 +47,86 @@ void hh_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool override
   }
 }
 
+/* ---- the block moment "freed by another thread" -------------------------------*/
+void hhi_block_free_remote(hh_page_t* page, hh_block_t* block, const void* p) {
+  hhi_track_free(p, block, page->block_size);
+  uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+  bool use_delayed;
+  uintptr_t desired;
+  do {
+    use_delayed = (hhi_thread_free_delayed(tf) == HH_USE_DELAYED_FREE);
+    if (hh_unlikely(use_delayed)) {
+      /* claim the page's delayed slot; the block goes to the heap instead */
+      desired = hhi_thread_free_make(hhi_thread_free_block(tf), HH_DELAYED_FREEING);
+    } else {
+      hhi_block_set_next(page, block, hhi_thread_free_block(tf));
+      desired = hhi_thread_free_make(block, hhi_thread_free_delayed(tf));
+    }
+  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, desired, memory_order_release,
+                                                  memory_order_relaxed));
+  if (hh_likely(!use_delayed)) return;
+
+  /* The page is in its owner's full queue: tell the owner through its heap's
+   * delayed list, so it moves the page back where allocation finds it. */
+  hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_acquire);
+  if (heap != NULL) {
+    hh_block_t* head = atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed);
+    do {
+      hhi_block_set_next(page, block, head);
+    } while (!atomic_compare_exchange_weak_explicit(&heap->thread_delayed_free, &head, block,
+                                                    memory_order_release, memory_order_relaxed));
+  }
+  /* leave the DELAYED_FREEING state */
+  tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+  do {
+    desired = hhi_thread_free_make(hhi_thread_free_block(tf), HH_NO_DELAYED_FREE);
+  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, desired, memory_order_release,
+                                                  memory_order_relaxed));
+  if (heap == NULL) {
+    /* no owner any more (abandoned meanwhile): an ordinary remote free */
+    hhi_block_free_remote(page, block, p);
+  }
+}
+
+void hhi_page_free_delayed_block(hh_block_t* block) {
+  hh_page_t* page = hhi_lookup_page(hhi_ptr_segment(block), block);
+  hhi_page_collect_free(page, false);  /* brings `used` up to date first */
+  hhi_block_free_local(page, block, block, true);
+}
+
 /* ---- collecting frees --------------------------------------------------------*/
 static bool list_contains(const hh_page_t* page, const hh_block_t* list, const hh_block_t* block) {
   size_t steps = 0;
-  for (const hh_block_t* b = list; b != NULL; b = hh_block_next(page, b)) {
+  for (const hh_block_t* b = list; b != NULL; b = hhi_block_next(page, b)) {
     if (b == block) return true;
     if (++steps > page->capacity) break;  /* a cycle: reported when the list is collected */
   }
   return false;
 }
 
-bool hh_page_block_is_free(const hh_page_t* page, const hh_block_t* block) {
+bool hhi_page_block_is_free(const hh_page_t* page, const hh_block_t* block) {
   if (list_contains(page, page->free, block) || list_contains(page, page->local_free, block)) return true;
   uintptr_t tf = atomic_load_explicit(&((hh_page_t*)page)->thread_free, memory_order_acquire);
-  return list_contains(page, hh_thread_free_block(tf), block);
+  return list_contains(page, hhi_thread_free_block(tf), block);
+}
+
+bool hhi_page_free_map(const hh_page_t* page, uint64_t* map, size_t counts[3]) {
+  memset(map, 0, HH_PAGE_BLOCKS_MAX / 8);
+  uintptr_t tf = atomic_load_explicit(&((hh_page_t*)page)->thread_free, memory_order_acquire);
+  const hh_block_t* lists[3] = {page->free, page->local_free, hhi_thread_free_block(tf)};
+  for (int l = 0; l < 3; l++) {
+    counts[l] = 0;
+    for (const hh_block_t* b = lists[l]; b != NULL; b = hhi_block_next(page, b)) {
+      /* checked before b is read: a bad link in the fast build is not followed */
+      size_t offset = (size_t)((const uint8_t*)b - page->page_start);
+      if ((const uint8_t*)b < page->page_start || offset % page->block_size != 0) return false;
+      size_t idx = offset / page->block_size;
+      if (idx >= page->capacity || (map[idx / 64] & ((uint64_t)1 << (idx % 64))) != 0) return false;
+      map[idx / 64] |= (uint64_t)1 << (idx % 64);
+      counts[l]++;
+    }
+  }
+  return true;
 }
 
 /* Move the remote frees of page onto its local_free list. */
@@ -99,32 +134,31 @@ static void page_collect_thread_free(hh_page_t* page) {
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   hh_block_t* head;
   do {
-    head = hh_thread_free_block(tf);
+    head = hhi_thread_free_block(tf);
     if (head == NULL) return;
   } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
-                                                  hh_thread_free_make(NULL, hh_thread_free_delayed(tf)),
+                                                  hhi_thread_free_make(NULL, hhi_thread_free_delayed(tf)),
                                                   memory_order_acq_rel, memory_order_relaxed));
   /* Walk to the tail; more blocks than the page ever handed out means a
    * cycle (a remote double free) or a corrupted link. */
   uint32_t count = 1;
   hh_block_t* tail = head;
   hh_block_t* next;
-  while ((next = hh_block_next(page, tail)) != NULL) {
+  while ((next = hhi_block_next(page, tail)) != NULL) {
     if (hh_unlikely(count >= page->capacity)) {
-      hh_error_message("corrupted remote-free list of the page at %p (size class %zu): double free from "
-                       "another thread?", (void*)page->page_start, page->block_size);
-      return;  /* default build: leak the list rather than loop */
+      hhi_misuse_on_page(HH_MISUSE_REMOTE_LIST_CORRUPTED, HH_OP_NONE, NULL, page);
+      return;  /* going on: leak the list rather than loop */
     }
     tail = next;
     count++;
   }
-  hh_block_set_next(page, tail, page->local_free);
+  hhi_block_set_next(page, tail, page->local_free);
   page->local_free = head;
   page->used -= count;
 }
 
-void hh_page_collect_free(hh_page_t* page, bool force) {
-  if (hh_thread_free_block(atomic_load_explicit(&page->thread_free, memory_order_relaxed)) != NULL) {
+void hhi_page_collect_free(hh_page_t* page, bool force) {
+  if (hhi_thread_free_block(atomic_load_explicit(&page->thread_free, memory_order_relaxed)) != NULL) {
     page_collect_thread_free(page);
   }
   if (page->local_free == NULL) return;
@@ -135,8 +169,9 @@ void hh_page_collect_free(hh_page_t* page, bool force) {
   } else if (force) {
     hh_block_t* tail = page->local_free;
     hh_block_t* next;
-    while ((next = hh_block_next(page, tail)) != NULL) tail = next;
-    hh_block_set_next(page, tail, page->free);
+    size_t steps = 0;
+    while ((next = hhi_block_next(page, tail)) != NULL && ++steps <= page->capacity) tail = next;
+    hhi_block_set_next(page, tail, page->free);
     page->free = page->local_free;
     page->local_free = NULL;
     page->free_is_zero = 0;
@@ -145,8 +180,9 @@ void hh_page_collect_free(hh_page_t* page, bool force) {
 
 /* ---- extending ----------------------------------------------------------------*/
 /* Thread the next blocks of the page onto its (empty) free list: a few KiB
- * at a time, so untouched memory costs nothing. The secure build links
- * them in random order so the allocation sequence is not predictable. */
+ * at a time, so untouched memory costs nothing. With HH_RANDOMIZE_EXTEND
+ * they are linked in random order so the allocation sequence is not
+ * predictable. */
 static void page_extend(hh_heap_t* heap, hh_page_t* page) {
   hh_assert(page->free == NULL && page->capacity < page->reserved);
   size_t bs = page->block_size;
@@ -155,23 +191,23 @@ static void page_extend(hh_heap_t* heap, hh_page_t* page) {
   if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
   uint8_t* first = page->page_start + (size_t)page->capacity * bs;
 
-  if (HARDHEAP_SECURE && n > 1) {
+  if (HH_RANDOMIZE_EXTEND && n > 1) {
     uint16_t order[HH_EXTEND_BYTES / HH_MIN_ALIGN];
     for (size_t i = 0; i < n; i++) order[i] = (uint16_t)i;
     for (size_t i = n - 1; i > 0; i--) {
-      size_t j = (size_t)(hh_random_next(&heap->random) % (i + 1));
+      size_t j = (size_t)(hhi_random_next(&heap->random) % (i + 1));
       uint16_t t = order[i]; order[i] = order[j]; order[j] = t;
     }
     for (size_t i = 0; i + 1 < n; i++) {
-      hh_block_set_next(page, (hh_block_t*)(first + order[i] * bs), (hh_block_t*)(first + order[i + 1] * bs));
+      hhi_block_set_next(page, (hh_block_t*)(first + order[i] * bs), (hh_block_t*)(first + order[i + 1] * bs));
     }
-    hh_block_set_next(page, (hh_block_t*)(first + order[n - 1] * bs), NULL);
+    hhi_block_set_next(page, (hh_block_t*)(first + order[n - 1] * bs), NULL);
     page->free = (hh_block_t*)(first + order[0] * bs);
   } else {
     for (size_t i = 0; i + 1 < n; i++) {
-      hh_block_set_next(page, (hh_block_t*)(first + i * bs), (hh_block_t*)(first + (i + 1) * bs));
+      hhi_block_set_next(page, (hh_block_t*)(first + i * bs), (hh_block_t*)(first + (i + 1) * bs));
     }
-    hh_block_set_next(page, (hh_block_t*)(first + (n - 1) * bs), NULL);
+    hhi_block_set_next(page, (hh_block_t*)(first + (n - 1) * bs), NULL);
     page->free = (hh_block_t*)first;
   }
   (void)heap;
@@ -181,17 +217,22 @@ static void page_extend(hh_heap_t* heap, hh_page_t* page) {
 
 /* ---- fresh pages -----------------------------------------------------------*/
 static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_t bin) {
-  hh_segment_t* segment = hh_page_segment(page);
+  hh_segment_t* segment = hhi_page_segment(page);
   size_t area;
-  (void)hh_segment_page_area(segment, page, &area);
-  if (segment->kind == HH_SEGMENT_HUGE) {
-    page->block_size = area;
-  } else if (segment->kind == HH_SEGMENT_LARGE) {
-    /* the size class, not the whole span: the slack in its last slice is
-     * never touched (so never resident) until realloc grows into it */
-    page->block_size = hh_good_size(block_size);
-  } else {
-    page->block_size = block_size;
+  (void)hhi_segment_page_area(segment, page, &area);
+  switch (segment->kind) {
+    case HH_SEGMENT_SMALL:
+    case HH_SEGMENT_MEDIUM:
+      page->block_size = block_size;
+      break;
+    case HH_SEGMENT_LARGE:
+      /* the size class, not the whole span: the slack in its last slice is
+       * never touched (so never resident) until realloc grows into it */
+      page->block_size = hhi_good_size(block_size, hhi_os_page_size());
+      break;
+    case HH_SEGMENT_HUGE:
+      page->block_size = area;
+      break;
   }
   page->bin = (uint8_t)bin;
   page->reserved = (bin == HH_BIN_HUGE) ? 1 : (uint32_t)(area / page->block_size);
@@ -202,18 +243,19 @@ static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_
   page->local_free = NULL;
   page->is_retired = 0;
   page->next = page->prev = NULL;
-  atomic_store_explicit(&page->thread_free, hh_thread_free_make(NULL, HH_NO_DELAYED_FREE), memory_order_relaxed);
+  atomic_store_explicit(&page->thread_free, hhi_thread_free_make(NULL, HH_NO_DELAYED_FREE), memory_order_relaxed);
   atomic_store_explicit(&page->heap, heap, memory_order_release);
-  hh_page_init_keys(heap, page);
+  hhi_page_init_keys(heap, page);
   hh_assert(page->reserved > 0);
 }
 
 static hh_page_t* page_fresh(hh_heap_t* heap, hh_page_queue_t* pq, size_t block_size, size_t bin) {
-  hh_page_t* page = hh_segment_page_alloc(heap, block_size, 0);
+  hh_segment_kind_t kind = block_size <= HH_SMALL_OBJ_SIZE_MAX ? HH_SEGMENT_SMALL : HH_SEGMENT_MEDIUM;
+  hh_page_t* page = hhi_segment_page_alloc(heap->tld, kind, bin);
   if (page == NULL) return NULL;
   page_init(heap, page, block_size, bin);
   heap->page_count++;
-  queue_push_front(heap, pq, page);
+  hhi_queue_push_front(heap, pq, page);
   page_extend(heap, page);
   return page;
 }
@@ -222,26 +264,26 @@ static hh_page_t* page_fresh(hh_heap_t* heap, hh_page_queue_t* pq, size_t block_
 static bool page_to_full(hh_heap_t* heap, hh_page_t* page, hh_page_queue_t* pq) {
   /* From now on remote frees tell the heap; then collect what arrived before
    * the switch, which may make the page usable after all. */
-  hh_page_use_delayed_free(page, HH_USE_DELAYED_FREE, false);
-  hh_page_collect_free(page, false);
+  hhi_page_use_delayed_free(page, HH_USE_DELAYED_FREE, false);
+  hhi_page_collect_free(page, false);
   if (page->free != NULL) {
-    hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, false);
+    hhi_page_use_delayed_free(page, HH_NO_DELAYED_FREE, false);
     return false;
   }
-  hh_page_queue_remove(heap, pq, page);
-  hh_page_flags_set(page, HH_PAGE_IN_FULL);
-  hh_page_queue_push_back(heap, &heap->pages[HH_BIN_FULL], page);
+  hhi_queue_remove(heap, pq, page);
+  hhi_page_flags_set(page, HH_PAGE_IN_FULL);
+  hhi_queue_push_back(heap, &heap->pages[HH_BIN_FULL], page);
   return true;
 }
 
 /* A page in the full queue got a block back: move it to its size class. */
-void hh_page_unfull(hh_page_t* page) {
-  if (!(hh_page_flags(page) & HH_PAGE_IN_FULL)) return;
+void hhi_page_unfull(hh_page_t* page) {
+  if (!(hhi_page_flags(page) & HH_PAGE_IN_FULL)) return;
   hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
-  hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, false);
-  hh_page_queue_remove(heap, &heap->pages[HH_BIN_FULL], page);
-  hh_page_flags_clear(page, HH_PAGE_IN_FULL);
-  hh_page_queue_push_back(heap, &heap->pages[page->bin], page);
+  hhi_page_use_delayed_free(page, HH_NO_DELAYED_FREE, false);
+  hhi_queue_remove(heap, &heap->pages[HH_BIN_FULL], page);
+  hhi_page_flags_clear(page, HH_PAGE_IN_FULL);
+  hhi_queue_push_back(heap, &heap->pages[page->bin], page);
 }
 
 /* ---- freeing pages -------------------------------------------------------------*/
@@ -255,18 +297,18 @@ static void retired_remove(hh_heap_t* heap, hh_page_t* page) {
   page->is_retired = 0;
 }
 
-void hh_page_free(hh_page_t* page, hh_page_queue_t* pq, bool force) {
+void hhi_page_free(hh_page_t* page, hh_page_queue_t* pq, bool force) {
   hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   if (page->is_retired != 0) retired_remove(heap, page);
-  hh_page_queue_remove(heap, pq, page);
+  hhi_queue_remove(heap, pq, page);
   heap->page_count--;
-  hh_segment_page_free(page, force);
+  hhi_segment_page_free(page, force);
 }
 
 /* The page's last block was freed. Small and medium pages are kept a few
  * generic-path calls (the next malloc of the class would need the page
- * again, and returning it to the segment costs); large ones go at once. */
-void hh_page_retire(hh_page_t* page) {
+ * again, and returning it to the segment costs); others go at once. */
+void hhi_page_retire(hh_page_t* page) {
   hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
   uint64_t expire = heap->tld->heartbeat + HH_RETIRE_CYCLES;
   if (page->is_retired != 0) {
@@ -280,23 +322,23 @@ void hh_page_retire(hh_page_t* page) {
     heap->retired[heap->retired_count++] = page;
     return;
   }
-  hh_page_free(page, hh_page_queue_of(heap, page), false);
+  hhi_page_free(page, hhi_queue_of(heap, page), false);
 }
 
 /* Called from the generic path only once the earliest lease is up
  * (heap->retired_check), so most calls do not touch the pages at all. A
  * page that is in use again stays listed until then. */
-void hh_heap_collect_retired(hh_heap_t* heap, bool free_all, bool purge) {
+void hhi_page_collect_retired(hh_heap_t* heap, bool free_all, bool purge) {
   uint64_t now = heap->tld->heartbeat;
   uint64_t next = UINT64_MAX;
   size_t i = 0;
   while (i < heap->retired_count) {
     hh_page_t* page = heap->retired[i];
-    if (!hh_page_all_free(page)) {
+    if (!hhi_page_all_free(page)) {
       retired_remove(heap, page);  /* in use again */
     } else if (free_all || page->retire_at <= now) {
       retired_remove(heap, page);
-      hh_page_free(page, hh_page_queue_of(heap, page), purge);
+      hhi_page_free(page, hhi_queue_of(heap, page), purge);
     } else {
       if (page->retire_at < next) next = page->retire_at;
       i++;
@@ -305,18 +347,33 @@ void hh_heap_collect_retired(hh_heap_t* heap, bool free_all, bool purge) {
   heap->retired_check = next;
 }
 
-/* ---- adopting pages of reclaimed segments ----------------------------------------*/
-bool hh_page_reclaim(hh_heap_t* heap, hh_page_t* page) {
+/* ---- adopting pages of abandoned segments ----------------------------------------*/
+/* Adopt a page into heap, or free it if all its blocks came back (true). */
+static bool page_reclaim(hh_heap_t* heap, hh_page_t* page) {
   atomic_store_explicit(&page->heap, heap, memory_order_release);
-  hh_page_use_delayed_free(page, HH_NO_DELAYED_FREE, true);
-  hh_page_flags_clear(page, HH_PAGE_IN_FULL);
+  hhi_page_use_delayed_free(page, HH_NO_DELAYED_FREE, true);
+  hhi_page_flags_clear(page, HH_PAGE_IN_FULL);
   page->is_retired = 0;
-  hh_page_collect_free(page, false);
+  hhi_page_collect_free(page, false);
   heap->page_count++;
   hh_page_queue_t* pq = &heap->pages[page->bin];
-  hh_page_queue_push_back(heap, pq, page);
-  if (!hh_page_all_free(page)) return false;
-  hh_page_free(page, pq, false);
+  hhi_queue_push_back(heap, pq, page);
+  if (!hhi_page_all_free(page)) return false;
+  hhi_page_free(page, pq, false);
+  return true;
+}
+
+bool hhi_page_reclaim_abandoned(hh_heap_t* heap) {
+  hh_segment_t* segment = hhi_segment_reclaim_take(heap->tld);
+  if (segment == NULL) return false;
+  for (uint32_t i = 0; i < segment->page_count; i++) {
+    hh_page_t* page = &segment->pages[i];
+    if (!page->segment_in_use) continue;
+    bool last = (segment->used == 1);
+    /* freeing the segment's last page frees the segment: stop touching it */
+    if (page_reclaim(heap, page) && last) return true;
+  }
+  hhi_segment_reclaim_done(segment);
   return true;
 }
 
@@ -326,16 +383,16 @@ static hh_page_t* queue_find_free(hh_heap_t* heap, hh_page_queue_t* pq, size_t b
     hh_page_t* page = pq->first;
     while (page != NULL) {
       hh_page_t* next = page->next;
-      hh_page_collect_free(page, false);
+      hhi_page_collect_free(page, false);
       if (page->free != NULL) return page;
       if (page->capacity < page->reserved) {
         /* Reuse before extending: blocks freed into the next page (one
          * that came back from the full queue) are resident already. */
         if (next != NULL) {
-          hh_page_collect_free(next, false);
+          hhi_page_collect_free(next, false);
           if (next->free != NULL) {
-            hh_page_queue_remove(heap, pq, next);
-            queue_push_front(heap, pq, next);
+            hhi_queue_remove(heap, pq, next);
+            hhi_queue_push_front(heap, pq, next);
             return next;
           }
         }
@@ -348,76 +405,66 @@ static hh_page_t* queue_find_free(hh_heap_t* heap, hh_page_queue_t* pq, size_t b
     /* Before mapping new memory, adopt a segment some exited thread left.
      * Its blocks go to the backing heap, never to a first-class heap, which
      * hh_heap_destroy could then free from under their owners. */
-    if (attempt == 0 && !hh_segment_try_reclaim(heap->tld->heap_backing)) break;
+    if (attempt == 0 && !hhi_page_reclaim_abandoned(heap->tld->heap_backing)) break;
   }
   return page_fresh(heap, pq, pq->block_size, bin);
 }
 
-/* Blocks above the medium size get a segment of their own (large: a
- * cached 4 MiB segment the block can grow in; huge: sized to fit). */
+/* Blocks above the medium size get a page of their own: a span of a large
+ * segment, or a huge segment; so do blocks aligned beyond what fits a
+ * small or medium block. */
 static hh_page_t* single_page_alloc(hh_heap_t* heap, size_t size, size_t alignment) {
-  hh_page_t* page = hh_segment_page_alloc(heap, size, alignment);
+  hh_page_t* page;
+  if (size <= HH_LARGE_OBJ_SIZE_MAX && alignment <= HH_SEGMENT_SIZE / 2) {
+    page = hhi_span_alloc(heap->tld, size, alignment);
+  } else {
+    page = hhi_segment_huge_alloc(heap->tld, size, alignment);
+  }
   if (page == NULL) return NULL;
   page_init(heap, page, size, HH_BIN_HUGE);
-  /* The single free of their block, from any thread, releases the segment
+  /* The single free of their block, from any thread, releases the page
    * directly (free.c:free_single); the heap only lists them, for
    * hh_heap_destroy and hh_heap_visit_blocks. */
-  atomic_store_explicit(&page->thread_free, hh_thread_free_make(NULL, HH_NEVER_DELAYED_FREE), memory_order_relaxed);
+  atomic_store_explicit(&page->thread_free, hhi_thread_free_make(NULL, HH_NEVER_DELAYED_FREE), memory_order_relaxed);
   atomic_store_explicit(&page->single_live, 1, memory_order_relaxed);
   page_extend(heap, page);
-  hh_heap_single_link(heap, page);
+  hhi_singles_link(heap, page);
   return page;
 }
 
-static hh_page_t* find_page(hh_heap_t* heap, size_t size, size_t huge_alignment) {
-  if (size > HH_MEDIUM_OBJ_SIZE_MAX || huge_alignment > HH_MIN_ALIGN) return single_page_alloc(heap, size, huge_alignment);
-  size_t bin = hh_bin(size);
+bool hhi_single_claim(hh_page_t* page) {
+  switch (hhi_page_segment(page)->kind) {
+    case HH_SEGMENT_LARGE: return hhi_span_claim(page);
+    case HH_SEGMENT_HUGE: return hhi_segment_huge_claim(page);
+    case HH_SEGMENT_SMALL:
+    case HH_SEGMENT_MEDIUM: break;
+  }
+  hh_assert(!"not a single-block page");
+  return false;
+}
+
+void hhi_single_free(hh_page_t* page, hh_tld_t* tld) {
+  switch (hhi_page_segment(page)->kind) {
+    case HH_SEGMENT_LARGE: hhi_span_free(page, tld); return;
+    case HH_SEGMENT_HUGE: hhi_segment_huge_free(page); return;
+    case HH_SEGMENT_SMALL:
+    case HH_SEGMENT_MEDIUM: break;
+  }
+  hh_assert(!"not a single-block page");
+}
+
+bool hhi_single_resize(hh_page_t* page, size_t newsize) {
+  switch (hhi_page_segment(page)->kind) {
+    case HH_SEGMENT_LARGE: return hhi_span_resize(page, newsize);
+    case HH_SEGMENT_HUGE: return hhi_segment_huge_resize(page, newsize);
+    case HH_SEGMENT_SMALL:
+    case HH_SEGMENT_MEDIUM: break;
+  }
+  return false;
+}
+
+hh_page_t* hhi_page_find(hh_heap_t* heap, size_t size, size_t alignment) {
+  if (size > HH_MEDIUM_OBJ_SIZE_MAX || alignment > HH_MIN_ALIGN) return single_page_alloc(heap, size, alignment);
+  size_t bin = hhi_bin(size);
   return queue_find_free(heap, &heap->pages[bin], bin);
-}
-
-/* Take the first block of a page known to have one. */
-static void* page_take_block(hh_page_t* page, bool zero) {
-  hh_block_t* block = page->free;
-  page->free = hh_block_next(page, block);
-  page->used++;
-  if (zero) {
-    if (page->free_is_zero) block->next = 0;
-    else memset(block, 0, page->block_size);
-  } else if (HARDHEAP_SECURE) {
-    block->next = 0;  /* do not hand out the encoded link */
-  }
-  return block;
-}
-
-void* hh_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t huge_alignment) {
-  if (hh_unlikely(!hh_heap_is_initialized(heap))) {
-    heap = hh_heap_thread_init();
-    if (heap == NULL) {
-      errno = ENOMEM;
-      return NULL;
-    }
-  }
-  if (hh_unlikely(size > HH_MAX_ALLOC_SIZE)) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  hh_tld_t* tld = heap->tld;
-  tld->heartbeat++;
-  if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL) hh_heap_delayed_free_all(heap);
-  if (heap->retired_count != 0 && tld->heartbeat >= heap->retired_check) hh_heap_collect_retired(heap, false, false);
-  if ((tld->heartbeat & 63) == 0) {
-    hh_segments_collect(tld, false);
-    hh_heap_deferred_free(heap, false);
-  }
-
-  hh_page_t* page = find_page(heap, size, huge_alignment);
-  if (hh_unlikely(page == NULL)) {
-    hh_heap_collect(heap, true);
-    page = find_page(heap, size, huge_alignment);
-    if (page == NULL) {
-      errno = ENOMEM;
-      return NULL;
-    }
-  }
-  return page_take_block(page, zero);
 }

@@ -6,22 +6,9 @@
  * page queues when asked for. */
 #include "internal.h"
 
-hh_stat_counters_t hh_stats;
+hh_stat_counters_t hhi_stats;
 
-void hh_stat_add(_Atomic(size_t)* counter, _Atomic(size_t)* peak, size_t delta) {
-  size_t now = atomic_fetch_add_explicit(counter, delta, memory_order_relaxed) + delta;
-  if (peak == NULL) return;
-  size_t old = atomic_load_explicit(peak, memory_order_relaxed);
-  while (old < now && !atomic_compare_exchange_weak_explicit(peak, &old, now, memory_order_relaxed,
-                                                             memory_order_relaxed)) {
-  }
-}
-
-void hh_stat_sub(_Atomic(size_t)* counter, size_t delta) {
-  atomic_fetch_sub_explicit(counter, delta, memory_order_relaxed);
-}
-
-#define LOAD(field) atomic_load_explicit(&hh_stats.field, memory_order_relaxed)
+#define LOAD(field) atomic_load_explicit(&hhi_stats.field, memory_order_relaxed)
 
 void hh_stats_get(hh_stats_t* out) {
   if (out == NULL) return;
@@ -47,9 +34,9 @@ size_t hh_bin_count(void) {
 bool hh_bin_stats_get(size_t bin, hh_bin_stats_t* out) {
   if (bin >= hh_bin_count() || out == NULL) return false;
   memset(out, 0, sizeof(*out));
-  out->block_size = hh_bin_size(bin);
-  hh_heap_t* heap = hh_get_default_heap();
-  if (!hh_heap_is_initialized(heap)) return true;
+  out->block_size = hhi_bin_size(bin);
+  hh_heap_t* heap = hhi_get_default_heap();
+  if (!hhi_heap_is_initialized(heap)) return true;
   /* pages of this class are in its queue or in the full queue */
   const hh_page_queue_t* queues[2] = {&heap->pages[bin], &heap->pages[HH_BIN_FULL]};
   for (int q = 0; q < 2; q++) {
@@ -64,28 +51,28 @@ bool hh_bin_stats_get(size_t bin, hh_bin_stats_t* out) {
 }
 
 static void print_bytes_line(const char* name, size_t now, size_t peak) {
-  hh_print("  %s %zu KiB (peak %zu KiB)\n", name, now / 1024, peak / 1024);
+  hhi_print("  %s %zu KiB (peak %zu KiB)\n", name, now / 1024, peak / 1024);
 }
 
 void hh_stats_print(void) {
   hh_stats_t s;
   hh_stats_get(&s);
-  hh_print("hardheap %s statistics (process):\n", HARDHEAP_SECURE ? "secure" : "default");
-  hh_print("  segments:  %zu (peak %zu, cached %zu, huge %zu, abandoned %zu)\n", s.segments, s.segments_peak,
-           s.segments_cached, s.huge_count, hh_segments_abandoned_count());
-  hh_print("  pages:     %zu (peak %zu)\n", s.pages, s.pages_peak);
+  hhi_print("hardheap %s statistics (process):\n", HH_BUILD_NAME);
+  hhi_print("  segments:  %zu (peak %zu, cached %zu, huge %zu, abandoned %zu)\n", s.segments, s.segments_peak,
+           s.segments_cached, s.huge_count, hhi_segments_abandoned_count());
+  hhi_print("  pages:     %zu (peak %zu)\n", s.pages, s.pages_peak);
   print_bytes_line("reserved: ", s.reserved, s.reserved_peak);
   print_bytes_line("committed:", s.committed, s.committed_peak);
-  hh_print("  purged:    %zu KiB in total\n", s.purged / 1024);
-  hh_print("  os calls:  %zu mmap, %zu munmap\n", s.mmap_calls, s.munmap_calls);
-  hh_print("size classes of this thread's heap (block size: pages, blocks used / capacity, bytes in use):\n");
+  hhi_print("  purged:    %zu KiB in total\n", s.purged / 1024);
+  hhi_print("  os calls:  %zu mmap, %zu munmap\n", s.mmap_calls, s.munmap_calls);
+  hhi_print("size classes of this thread's heap (block size: pages, blocks used / capacity, bytes in use):\n");
   size_t total_used = 0;
   for (size_t bin = 1; bin < hh_bin_count(); bin++) {
     hh_bin_stats_t b;
     if (!hh_bin_stats_get(bin, &b) || b.pages == 0) continue;
     total_used += b.blocks_used * b.block_size;
-    hh_print("  %zu: %zu, %zu / %zu, %zu\n", b.block_size, b.pages, b.blocks_used, b.blocks_capacity,
+    hhi_print("  %zu: %zu, %zu / %zu, %zu\n", b.block_size, b.pages, b.blocks_used, b.blocks_capacity,
              b.blocks_used * b.block_size);
   }
-  hh_print("  in use in this heap (excluding huge blocks): %zu KiB\n", total_used / 1024);
+  hhi_print("  in use in this heap (excluding huge blocks): %zu KiB\n", total_used / 1024);
 }

@@ -17,75 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- build levels ----------------------------------------------------------
- * HARDHEAP_SECURE is the single switch the build sets (0 or 1); every secure
- * feature flag is derived here so the source reads them with a plain `if`
- * and both branches always compile.
- *   0  default build: fast, checks only what is free (segment ownership).
- *   1  secure build: free-list links XOR-encoded with per-page keys and the
- *      block address, links validated on every pop, pages checked on every
- *      free, errors abort.
- */
-#ifndef HARDHEAP_SECURE
-#define HARDHEAP_SECURE 0
-#endif
-#if HARDHEAP_SECURE != 0 && HARDHEAP_SECURE != 1
-#error "HARDHEAP_SECURE must be 0 or 1"
-#endif
-#define HH_ENCODE_FREELIST HARDHEAP_SECURE /* encode free-list links (internal.h:hh_encode_link) */
-#define HH_CHECK_FREE HARDHEAP_SECURE      /* validate pointers on free (free.c) */
-
-/* ---- layout constants -------------------------------------------------------*/
-#define HH_INTPTR_SIZE 8
-#define HH_MIN_ALIGN 16                           /* every block is 16-byte aligned */
-#define HH_SEGMENT_SHIFT 22                       /* 4 MiB segments */
-#define HH_SMALL_PAGE_SHIFT 16                    /* 64 KiB small pages */
-#define HH_MEDIUM_PAGE_SHIFT 19                   /* 512 KiB medium pages */
-#define HH_SEGMENT_SIZE ((size_t)1 << HH_SEGMENT_SHIFT)
-#define HH_SEGMENT_MASK (HH_SEGMENT_SIZE - 1)
-#define HH_SMALL_PAGE_SIZE ((size_t)1 << HH_SMALL_PAGE_SHIFT)
-#define HH_MEDIUM_PAGE_SIZE ((size_t)1 << HH_MEDIUM_PAGE_SHIFT)
-#define HH_SMALL_PAGES_PER_SEGMENT (HH_SEGMENT_SIZE / HH_SMALL_PAGE_SIZE)   /* 64 */
-#define HH_MEDIUM_PAGES_PER_SEGMENT (HH_SEGMENT_SIZE / HH_MEDIUM_PAGE_SIZE) /* 8 */
-
-#define HH_SMALL_OBJ_SIZE_MAX (HH_SMALL_PAGE_SIZE / 8)    /* 8 KiB: >= 8 blocks per small page */
-#define HH_MEDIUM_OBJ_SIZE_MAX (HH_MEDIUM_PAGE_SIZE / 8)  /* 64 KiB: >= 8 blocks per medium page */
-#define HH_LARGE_OBJ_SIZE_MAX (HH_SEGMENT_SIZE / 2)       /* 2 MiB: largest block asked from spans */
-#define HH_SPAN_SLICE_SHIFT HH_SMALL_PAGE_SHIFT           /* large segments are cut into 64 KiB slices */
-#define HH_SPAN_SLICE_SIZE ((size_t)1 << HH_SPAN_SLICE_SHIFT)
-#define HH_SPAN_SLICES (HH_SEGMENT_SIZE / HH_SPAN_SLICE_SIZE) /* 64: one bit each in a uint64_t */
-/* Freed spans each thread keeps for its next large blocks: at most this many,
- * covering at most HH_SPAN_CACHE_SLICES slices (3 MiB) in all. */
-#define HH_SPAN_CACHE_MAX 8
-#define HH_SPAN_CACHE_SLICES 48
-/* Sizes above this get a huge segment of their own. */
-#define HH_HUGE_OBJ_SIZE_MIN (HH_LARGE_OBJ_SIZE_MAX + 1)
-/* Largest request ever accepted: beyond it sizes would overflow internally. */
-#define HH_MAX_ALLOC_SIZE ((size_t)PTRDIFF_MAX - 2 * HH_SEGMENT_SIZE)
-
-/* The direct page table covers sizes up to 1 KiB in 16-byte steps. */
-#define HH_SMALL_SIZE_MAX 1024
-#define HH_PAGES_DIRECT (HH_SMALL_SIZE_MAX / HH_MIN_ALIGN + 1)  /* 65 entries */
-
-/* Size classes ("bins"): 16-byte steps up to 128 bytes, then eight classes
- * per power of two, so a request of n >= 128 wastes less than n/8 (12.5%).
- * Bin 0 is unused; HH_BIN_HUGE marks single-block (large and huge) pages,
- * which are listed in heap->singles rather than queued; HH_BIN_FULL is the
- * queue of pages with no free block. internal.h:hh_bin. */
-#define HH_BIN_LARGE_MAX 120          /* bin of HH_LARGE_OBJ_SIZE_MAX (2 MiB) */
-#define HH_BIN_HUGE (HH_BIN_LARGE_MAX + 1)
-#define HH_BIN_FULL (HH_BIN_HUGE + 1)
-#define HH_BIN_COUNT (HH_BIN_FULL + 1)
-
-/* Pages are extended (their free list threaded) at most this many bytes at a
- * time, so a fresh page costs page faults only for what is used. */
-#define HH_EXTEND_BYTES (4 * 1024)
-/* A page found empty stays in its queue for this many generic-path calls
- * before it is returned to its segment, so alloc/free of one block does not
- * thrash the segment. */
-#define HH_RETIRE_CYCLES 16
-/* At most this many empty pages per heap wait to be retired. */
-#define HH_RETIRED_MAX 16
+#include "config.h"
 
 typedef struct hh_page_s hh_page_t;
 typedef struct hh_segment_s hh_segment_t;
@@ -244,11 +176,38 @@ typedef struct hh_segments_tld_s {
 } hh_segments_tld_t;
 
 struct hh_tld_s {
+  uintptr_t thread_id;             /* the thread's hhi_thread_id, given to the segments it owns */
   uint64_t heartbeat;              /* generic-path calls, drives retire and purge */
   hh_heap_t* heap_backing;         /* the thread's initial default heap */
   hh_heap_t* heaps;                /* the thread's first-class heaps (hh_heap_new), via heap->next */
   bool in_deferred;                /* inside the deferred-free callback: do not re-enter it */
   hh_segments_tld_t segments;      /* segment queues and cache */
 };
+
+/* ---- pointer lookups ---------------------------------------------------------
+ * The operations a program passes pointers and heaps to, as misuse reports
+ * name them (misuse.c:op_names). */
+typedef enum hh_op_e {
+  HH_OP_NONE,          /* internal walks: no public call involved */
+  HH_OP_FREE,          /* free, free_sized, free_aligned_sized, hh_heap_destroy's blocks */
+  HH_OP_REALLOC,       /* realloc and its variants */
+  HH_OP_USABLE_SIZE,   /* malloc_usable_size */
+  HH_OP_HEAP_ALLOC,    /* allocation from a first-class heap */
+  HH_OP_HEAP_DELETE,   /* hh_heap_delete */
+  HH_OP_HEAP_DESTROY,  /* hh_heap_destroy */
+  HH_OP_HEAP_SET_DEFAULT, /* hh_heap_set_default */
+  HH_OP_HEAP_VISIT,    /* hh_heap_visit_blocks */
+  HH_OP_VALIDATE,      /* hh_heap_validate */
+  HH_OP_COUNT_
+} hh_op_t;
+
+/* What lookup.c:hhi_block_lookup found for a pointer a program passed in.
+ * Valid only when the lookup succeeded. */
+typedef struct hh_block_ref_s {
+  hh_segment_t* segment;  /* the pointer's segment (set in the segment map) */
+  hh_page_t* page;        /* the page descriptor covering the pointer */
+  hh_block_t* block;      /* start of the block holding the pointer */
+  bool is_owner;          /* the calling thread owns the segment (local free) */
+} hh_block_ref_t;
 
 #endif /* HH_TYPES_H */

@@ -1,0 +1,131 @@
+/* hardheap: the build configuration, in one place.
+ *
+ * The build sets one number, HARDHEAP_SECURE (the secure level); every
+ * defence is a flag derived from it here, read with a plain `if` so both
+ * branches always compile. No other source file reads HARDHEAP_SECURE.
+ * The layout constants and the checks that tie them to the types live here
+ * too, so a change that breaks an assumption fails to compile.
+ *
+ * The secure ladder (each level includes the ones below it):
+ *   0  fast: checks only what costs nothing (a pointer outside every
+ *      segment is never dereferenced); misuse is reported and ignored.
+ *   1  integrity: free-list links encoded with per-page keys and checked on
+ *      every pop and walk; every free, realloc and usable_size validates its
+ *      pointer (segment cookie, page in use, block boundary); double frees
+ *      are looked for on every free; new blocks are threaded in random
+ *      order; handed-out blocks never carry a link; a guard page sits
+ *      between each segment's metadata and its first block; misuse aborts.
+ * libhardheap is level 0; libhardheap-secure is HH_SECURE_LEVEL_MAX unless
+ * the build asks for another (cmake -DHARDHEAP_SECURE_LEVEL=N). */
+#ifndef HH_CONFIG_H
+#define HH_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef HARDHEAP_SECURE
+#define HARDHEAP_SECURE 0
+#endif
+#define HH_SECURE_LEVEL_MAX 1
+#if HARDHEAP_SECURE < 0 || HARDHEAP_SECURE > HH_SECURE_LEVEL_MAX
+#error "HARDHEAP_SECURE must be a level from 0 to HH_SECURE_LEVEL_MAX"
+#endif
+#define HH_SECURE_LEVEL HARDHEAP_SECURE
+
+/* ---- level 1: integrity -------------------------------------------------- */
+#define HH_ENCODE_FREELIST (HH_SECURE_LEVEL >= 1)      /* block.h: hhi_encode_link */
+#define HH_CHECK_POINTERS (HH_SECURE_LEVEL >= 1)       /* lookup.c: full pointer validation on every call */
+#define HH_DETECT_DOUBLE_FREE (HH_SECURE_LEVEL >= 1)   /* block.h: hhi_block_free_local */
+#define HH_RANDOMIZE_EXTEND (HH_SECURE_LEVEL >= 1)     /* page.c: page_extend */
+#define HH_CLEAR_HANDED_OUT_LINK (HH_SECURE_LEVEL >= 1) /* block.h: hhi_block_hand_out */
+#define HH_GUARD_METADATA (HH_SECURE_LEVEL >= 1)       /* segment.c: segment_info_size */
+#define HH_MISUSE_ABORTS_BY_DEFAULT (HH_SECURE_LEVEL >= 1) /* options.c: ABORT_ON_MISUSE default */
+#define HH_BUILD_NAME (HH_SECURE_LEVEL == 0 ? "default" : "secure")
+#define HH_ERRORS_ALWAYS_SHOWN (HH_SECURE_LEVEL >= 1)    /* options.c: SHOW_ERRORS cannot be turned off */
+
+/* ---- compiler helpers ------------------------------------------------------ */
+#define hh_likely(x) __builtin_expect(!!(x), 1)
+#define hh_unlikely(x) __builtin_expect(!!(x), 0)
+#define hh_noinline __attribute__((noinline))
+#define hh_cold __attribute__((cold, noinline))
+#define hhi_attr_printf(f, a) __attribute__((format(printf, f, a)))
+#define hh_tls_initial_exec __attribute__((tls_model("initial-exec")))
+
+/* ---- debug checks ----------------------------------------------------------
+ * Internal assertions (HH_DEBUG=1) are independent of the level. */
+#ifndef HH_DEBUG
+#define HH_DEBUG 0
+#endif
+
+/* ---- layout ------------------------------------------------------------------*/
+#define HH_INTPTR_SIZE 8
+#define HH_MIN_ALIGN 16                           /* every block is 16-byte aligned */
+#define HH_SEGMENT_SHIFT 22                       /* 4 MiB segments */
+#define HH_SMALL_PAGE_SHIFT 16                    /* 64 KiB small pages */
+#define HH_MEDIUM_PAGE_SHIFT 19                   /* 512 KiB medium pages */
+#define HH_SEGMENT_SIZE ((size_t)1 << HH_SEGMENT_SHIFT)
+#define HH_SEGMENT_MASK (HH_SEGMENT_SIZE - 1)
+#define HH_SMALL_PAGE_SIZE ((size_t)1 << HH_SMALL_PAGE_SHIFT)
+#define HH_MEDIUM_PAGE_SIZE ((size_t)1 << HH_MEDIUM_PAGE_SHIFT)
+#define HH_SMALL_PAGES_PER_SEGMENT (HH_SEGMENT_SIZE / HH_SMALL_PAGE_SIZE)   /* 64 */
+#define HH_MEDIUM_PAGES_PER_SEGMENT (HH_SEGMENT_SIZE / HH_MEDIUM_PAGE_SIZE) /* 8 */
+
+#define HH_SMALL_OBJ_SIZE_MAX (HH_SMALL_PAGE_SIZE / 8)    /* 8 KiB: >= 8 blocks per small page */
+#define HH_MEDIUM_OBJ_SIZE_MAX (HH_MEDIUM_PAGE_SIZE / 8)  /* 64 KiB: >= 8 blocks per medium page */
+#define HH_LARGE_OBJ_SIZE_MAX (HH_SEGMENT_SIZE / 2)       /* 2 MiB: largest block asked from spans */
+#define HH_SPAN_SLICE_SHIFT HH_SMALL_PAGE_SHIFT           /* large segments are cut into 64 KiB slices */
+#define HH_SPAN_SLICE_SIZE ((size_t)1 << HH_SPAN_SLICE_SHIFT)
+#define HH_SPAN_SLICES (HH_SEGMENT_SIZE / HH_SPAN_SLICE_SIZE) /* 64: one bit each in a uint64_t */
+/* Freed spans each thread keeps for its next large blocks: at most this many,
+ * covering at most HH_SPAN_CACHE_SLICES slices (3 MiB) in all. */
+#define HH_SPAN_CACHE_MAX 8
+#define HH_SPAN_CACHE_SLICES 48
+/* Sizes above this get a huge segment of their own. */
+#define HH_HUGE_OBJ_SIZE_MIN (HH_LARGE_OBJ_SIZE_MAX + 1)
+/* Largest request ever accepted: beyond it sizes would overflow internally. */
+#define HH_MAX_ALLOC_SIZE ((size_t)PTRDIFF_MAX - 2 * HH_SEGMENT_SIZE)
+
+/* The direct page table covers sizes up to 1 KiB in 16-byte steps. */
+#define HH_SMALL_SIZE_MAX 1024
+#define HH_PAGES_DIRECT (HH_SMALL_SIZE_MAX / HH_MIN_ALIGN + 1)  /* 65 entries */
+
+/* Size classes ("bins", size_class.h): 16-byte steps up to 128 bytes, then
+ * eight classes per power of two. Bin 0 is unused; HH_BIN_HUGE marks
+ * single-block (large and huge) pages, which are listed in heap->singles
+ * rather than queued; HH_BIN_FULL is the queue of pages with no free block. */
+#define HH_BIN_LARGE_MAX 120          /* bin of HH_LARGE_OBJ_SIZE_MAX (2 MiB) */
+#define HH_BIN_HUGE (HH_BIN_LARGE_MAX + 1)
+#define HH_BIN_FULL (HH_BIN_HUGE + 1)
+#define HH_BIN_COUNT (HH_BIN_FULL + 1)
+
+/* Pages are extended (their free list threaded) at most this many bytes at a
+ * time, so a fresh page costs page faults only for what is used. */
+#define HH_EXTEND_BYTES (4 * 1024)
+/* A page found empty stays in its queue for this many generic-path calls
+ * before it is returned to its segment, so alloc/free of one block does not
+ * thrash the segment. */
+#define HH_RETIRE_CYCLES 16
+/* At most this many empty pages per heap wait to be retired. */
+#define HH_RETIRED_MAX 16
+/* Most blocks any page with many blocks holds (a small page of 16-byte blocks). */
+#define HH_PAGE_BLOCKS_MAX (HH_SMALL_PAGE_SIZE / HH_MIN_ALIGN)
+/* The segment map covers a 48-bit address space, one bit per segment. */
+#define HH_ADDRESS_BITS 48
+
+/* ---- checks on the configuration --------------------------------------------*/
+_Static_assert((HH_MIN_ALIGN & (HH_MIN_ALIGN - 1)) == 0 && HH_MIN_ALIGN >= 2 * sizeof(void*),
+               "blocks hold a link and keep two tag bits free in thread_free");
+_Static_assert(HH_SMALL_PAGES_PER_SEGMENT <= 64, "segment->free_slots is one uint64_t bit per page slot");
+_Static_assert(HH_SPAN_SLICES == 64, "span_used/span_resident/span_zero are one uint64_t bit per slice");
+_Static_assert(HH_SPAN_SLICES <= UINT8_MAX, "page->span_slices is a uint8_t");
+_Static_assert(HH_SMALL_PAGES_PER_SEGMENT <= UINT16_MAX, "page->segment_idx is a uint16_t");
+_Static_assert(HH_BIN_COUNT <= 256, "page->bin is a uint8_t");
+/* the bin of 2 MiB, by hh_bin's formula: w = 2^21 - 1, b = 20 */
+_Static_assert(8 * (20 - 6) + 7 + 1 == HH_BIN_LARGE_MAX, "HH_BIN_LARGE_MAX is hh_bin(HH_LARGE_OBJ_SIZE_MAX)");
+_Static_assert(HH_EXTEND_BYTES / HH_MIN_ALIGN <= 65536, "page.c:page_extend shuffles with uint16_t indices");
+_Static_assert(HH_SMALL_OBJ_SIZE_MAX < HH_MEDIUM_OBJ_SIZE_MAX && HH_MEDIUM_OBJ_SIZE_MAX < HH_LARGE_OBJ_SIZE_MAX,
+               "size kinds are ordered");
+_Static_assert(HH_MEDIUM_PAGE_SIZE / HH_SMALL_OBJ_SIZE_MAX <= HH_PAGE_BLOCKS_MAX, "medium pages hold fewer blocks");
+_Static_assert(HH_PAGES_DIRECT == HH_SMALL_SIZE_MAX / HH_MIN_ALIGN + 1, "pages_direct covers 0 .. HH_SMALL_SIZE_MAX");
+
+#endif /* HH_CONFIG_H */

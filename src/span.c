@@ -1,0 +1,449 @@
+/* hardheap: large blocks (64 KiB .. 2 MiB), spans of 64 KiB slices in
+ * shared large segments.
+ *
+ * A block of 64 KiB .. 2 MiB is a run of slices in a large segment, so the
+ * memory one large block leaves is reused by the next one of any size (a
+ * segment per block faulted fresh pages in for every new block and kept
+ * each segment's high-water mark resident). Any thread frees large blocks,
+ * so large segments belong to no thread (thread_id 0) and every change to
+ * them is made under large_lock; it is taken after a heap's singles lock,
+ * never before. A span's descriptor is the one of its first slice; the
+ * others stay free, which is why no interior pointer past the first slice
+ * is ever handed out (spans start 64 KiB-aligned, larger alignments are
+ * placed, see hhi_span_alloc). Freed slices stay resident for the purge
+ * delay, restarted by every free in the segment. */
+#include "internal.h"
+
+#include <sched.h>
+
+static _Atomic(bool) large_lock;                /* a spin lock: held for a few word operations */
+
+static void large_lock_acquire(void) {
+  for (unsigned spins = 0;; spins++) {
+    if (!atomic_load_explicit(&large_lock, memory_order_relaxed) &&
+        !atomic_exchange_explicit(&large_lock, true, memory_order_acquire)) {
+      return;
+    }
+    if (spins >= 64) {
+      sched_yield();  /* the holder may have been preempted */
+    } else {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+  }
+}
+
+static bool large_lock_try(void) {
+  return !atomic_load_explicit(&large_lock, memory_order_relaxed) &&
+         !atomic_exchange_explicit(&large_lock, true, memory_order_acquire);
+}
+
+static void large_lock_release(void) {
+  atomic_store_explicit(&large_lock, false, memory_order_release);
+}
+static hh_segment_t* large_segments;           /* every large segment, linked by next/prev */
+static size_t large_empty_count;               /* large segments without a live span */
+static _Atomic(size_t) large_purge_pending;    /* large segments with span_purge_at set */
+/* Empty large segments kept in the list: another large block is likely. */
+#define HH_LARGE_EMPTY_KEEP 1
+
+static uint64_t span_mask(size_t first, size_t count) {
+  uint64_t bits = count >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1);
+  return bits << first;
+}
+
+/* Length of the run of set bits of bits that starts at bit start. */
+static size_t run_length(uint64_t bits, size_t start) {
+  uint64_t rest = ~(bits >> start);
+  return rest == 0 ? HH_SPAN_SLICES - start : (size_t)__builtin_ctzll(rest);
+}
+
+/* The segment has no purge of free slices pending any more. */
+static void span_purge_cancel(hh_segment_t* segment) {
+  if (segment->span_purge_at != 0) {
+    segment->span_purge_at = 0;
+    atomic_fetch_sub_explicit(&large_purge_pending, 1, memory_order_relaxed);
+  }
+}
+
+/* First run of count free slices starting at a multiple of align_slices:
+ * bit i of `starts` survives the shifts iff slices i .. i+count-1 are all
+ * free (a few word operations per segment instead of a scan). */
+static bool span_find(const hh_segment_t* segment, size_t count, size_t align_slices, size_t* first) {
+  uint64_t free_slices = ~segment->span_used;
+  uint64_t starts = free_slices;
+  for (size_t k = 1; k < count && starts != 0; k++) starts &= free_slices >> k;
+  if (count > 1) starts &= ~(uint64_t)0 >> (count - 1);  /* the run must end inside the segment */
+  if (align_slices > 1) {
+    uint64_t aligned = 0;
+    for (size_t i = 0; i < HH_SPAN_SLICES; i += align_slices) aligned |= (uint64_t)1 << i;
+    starts &= aligned;
+  }
+  if (starts == 0) return false;
+  *first = (size_t)__builtin_ctzll(starts);
+  return true;
+}
+
+/* The tightest free run of at least count slices over all large segments
+ * (ties: the lowest address in the first segment): best fit keeps the long
+ * runs for long blocks, so fewer segments are needed than with first fit. */
+static hh_segment_t* span_best_fit(size_t count, size_t* first) {
+  hh_segment_t* best_segment = NULL;
+  size_t best_len = SIZE_MAX;
+  for (hh_segment_t* segment = large_segments; segment != NULL; segment = segment->next) {
+    uint64_t free_slices = ~segment->span_used;
+    while (free_slices != 0) {
+      size_t start = (size_t)__builtin_ctzll(free_slices);
+      size_t len = run_length(free_slices, start);
+      if (len >= count && len < best_len) {
+        best_len = len;
+        best_segment = segment;
+        *first = start;
+        if (len == count) return segment;  /* exact fit */
+      }
+      free_slices &= ~span_mask(start, len);
+    }
+  }
+  return best_segment;
+}
+
+/* Give the free resident slices of segment back to the OS. */
+static void span_purge(hh_segment_t* segment) {
+  uint64_t dirty = segment->span_resident & ~segment->span_used & ~(uint64_t)1;
+  while (dirty != 0) {
+    size_t first = (size_t)__builtin_ctzll(dirty);
+    size_t count = run_length(dirty, first);
+    uint64_t mask = span_mask(first, count);
+    if (hhi_os_purge((uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT), count << HH_SPAN_SLICE_SHIFT)) {
+      segment->span_resident &= ~mask;
+      segment->span_zero |= mask;
+      hhi_stat_sub(&hhi_stats.committed, count << HH_SPAN_SLICE_SHIFT);
+    }
+    dirty &= ~mask;
+  }
+  span_purge_cancel(segment);
+}
+
+static void spans_purge_expired(uint64_t now, bool force) {
+  for (hh_segment_t* s = large_segments; s != NULL; s = s->next) {
+    if (s->span_purge_at != 0 && (force || s->span_purge_at <= now)) span_purge(s);
+  }
+}
+
+static void large_list_remove(hh_segment_t* segment) {
+  if (segment->prev != NULL) segment->prev->next = segment->next; else large_segments = segment->next;
+  if (segment->next != NULL) segment->next->prev = segment->prev;
+  segment->next = segment->prev = NULL;
+}
+
+/* An empty large segment leaves the list (under large_lock): its slice
+ * descriptors get the residency the cache and segment_unmap account by. */
+static void large_segment_detach(hh_segment_t* segment) {
+  large_list_remove(segment);
+  large_empty_count--;
+  span_purge_cancel(segment);
+  for (size_t i = 0; i < HH_SPAN_SLICES; i++) {
+    hh_page_t* page = &segment->pages[i];
+    uint16_t idx = page->segment_idx;
+    memset(page, 0, sizeof(*page));
+    page->segment_idx = idx;
+    page->is_purged = (uint8_t)(i != 0 && ((segment->span_resident >> i) & 1) == 0);
+  }
+  segment->used = 0;
+  segment->purge_pending = 0;
+}
+
+/* Outside large_lock: the freeing thread's segment cache keeps the mapping
+ * (its resident slices are purged after the delay), else it is unmapped. */
+static void large_segment_release(hh_segment_t* segment, hh_tld_t* tld) {
+  if (tld == NULL || hhi_option_value(hh_option_segment_cache) <= 0) {
+    hhi_segment_unmap(segment);
+    return;
+  }
+  segment->tld = tld;
+  atomic_store_explicit(&segment->thread_id, tld->thread_id, memory_order_relaxed);
+  for (size_t i = 1; i < HH_SPAN_SLICES; i++) {
+    if (!segment->pages[i].is_purged) hhi_segment_schedule_purge(segment, &segment->pages[i], false);
+  }
+  hhi_segment_cache_push(tld, segment);
+}
+
+/* Release empty large segments beyond keep (hh_collect, thread exit). */
+static void spans_release_empty(size_t keep, hh_tld_t* tld) {
+  for (;;) {
+    hh_segment_t* release = NULL;
+    large_lock_acquire();
+    if (large_empty_count > keep) {
+      for (hh_segment_t* s = large_segments; s != NULL; s = s->next) {
+        if (s->used == 0) { release = s; break; }
+      }
+      if (release != NULL) large_segment_detach(release);
+    }
+    large_lock_release();
+    if (release == NULL) return;
+    large_segment_release(release, tld);
+  }
+}
+
+static void large_segments_collect(bool force, hh_tld_t* tld) {
+  if (!force && atomic_load_explicit(&large_purge_pending, memory_order_relaxed) == 0) return;
+  if (force) {
+    large_lock_acquire();
+  } else if (!large_lock_try()) {
+    return;  /* busy: the next heartbeat tries again */
+  }
+  spans_purge_expired(hhi_os_clock_ms(), force);
+  large_lock_release();
+  if (force) spans_release_empty(0, tld);
+}
+
+/* Mark slices [first, first + count) used (under large_lock). Returns
+ * whether they all read as zero. */
+static bool span_take(hh_segment_t* segment, size_t first, size_t count) {
+  uint64_t mask = span_mask(first, count);
+  uint64_t purged = mask & ~segment->span_resident;
+  if (purged != 0) {
+    hhi_stat_add(&hhi_stats.committed, &hhi_stats.committed_peak,
+                (size_t)__builtin_popcountll(purged) << HH_SPAN_SLICE_SHIFT);
+  }
+  bool zero = (mask & ~segment->span_zero) == 0;
+  segment->span_resident |= mask;
+  segment->span_zero &= ~mask;
+  segment->span_used |= mask;
+  return zero;
+}
+
+/* ---- the per-thread span cache ----------------------------------------------
+ * A thread that frees a large block keeps its span (still marked used in
+ * its segment, single_live 0) for its own next large block, which then
+ * takes neither large_lock nor any shared cache line: without it, two
+ * threads allocating large blocks spent most of their time waiting for the
+ * lock. Entries expire after the purge delay (hhi_spans_collect). */
+static void span_release(hh_segment_t* segment, hh_page_t* page, hh_tld_t* tld);
+
+static void span_cache_remove(hh_tld_t* tld, size_t i) {
+  tld->segments.span_cache_slices -= tld->segments.span_cache[i]->span_slices;
+  for (size_t j = i + 1; j < tld->segments.span_cache_count; j++) tld->segments.span_cache[j - 1] = tld->segments.span_cache[j];
+  tld->segments.span_cache_count--;
+}
+
+/* The smallest cached span of count .. 2*count slices (aligned). */
+static hh_page_t* span_cache_take(hh_tld_t* tld, size_t count, size_t align_slices) {
+  size_t best = SIZE_MAX;
+  for (size_t i = 0; i < tld->segments.span_cache_count; i++) {
+    const hh_page_t* page = tld->segments.span_cache[i];
+    if (page->span_slices < count || page->span_slices > 2 * count) continue;
+    if (align_slices > 1 && page->segment_idx % align_slices != 0) continue;
+    if (best == SIZE_MAX || page->span_slices < tld->segments.span_cache[best]->span_slices) best = i;
+  }
+  if (best == SIZE_MAX) return NULL;
+  hh_page_t* page = tld->segments.span_cache[best];
+  span_cache_remove(tld, best);
+  page->purge_expire = 0;
+  page->is_zero_init = 0;
+  return page;
+}
+
+/* Keep page in the cache; false if it does not fit (the caller frees it). */
+static bool span_cache_put(hh_tld_t* tld, hh_page_t* page) {
+  long delay = hhi_option_value(hh_option_purge_delay);
+  if (delay == 0 || page->span_slices > HH_SPAN_CACHE_SLICES / 2) return false;
+  while (tld->segments.span_cache_count == HH_SPAN_CACHE_MAX ||
+         tld->segments.span_cache_slices + page->span_slices > HH_SPAN_CACHE_SLICES) {
+    hh_page_t* oldest = tld->segments.span_cache[0];
+    span_cache_remove(tld, 0);
+    span_release(hhi_page_segment(oldest), oldest, tld);
+  }
+  page->purge_expire = delay < 0 ? UINT64_MAX : hhi_os_clock_ms() + (uint64_t)delay;
+  tld->segments.span_cache[tld->segments.span_cache_count++] = page;
+  tld->segments.span_cache_slices += page->span_slices;
+  return true;
+}
+
+/* Give back cached spans whose time is up (all of them with all). */
+static void span_cache_release(hh_tld_t* tld, uint64_t now, bool all) {
+  size_t i = 0;
+  while (i < tld->segments.span_cache_count) {
+    hh_page_t* page = tld->segments.span_cache[i];
+    if (all || page->purge_expire <= now) {
+      span_cache_remove(tld, i);
+      span_release(hhi_page_segment(page), page, tld);
+    } else {
+      i++;
+    }
+  }
+}
+
+hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
+  size_t count = (hhi_good_size(block_size, hhi_os_page_size()) + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
+  if (count == 0) count = 1;
+  size_t align_slices = alignment > HH_SPAN_SLICE_SIZE ? alignment >> HH_SPAN_SLICE_SHIFT : 1;
+  hh_assert(count < HH_SPAN_SLICES && align_slices <= HH_SPAN_SLICES / 2);
+  hh_page_t* cached = span_cache_take(tld, count, align_slices);
+  if (cached != NULL) return cached;
+  size_t first = 0;
+  large_lock_acquire();
+  hh_segment_t* segment = large_segments;
+  if (align_slices <= 1) {
+    segment = span_best_fit(count, &first);
+  } else {
+    while (segment != NULL && !span_find(segment, count, align_slices, &first)) segment = segment->next;
+  }
+  if (segment == NULL) {
+    /* a new large segment: mapped (or taken from this thread's cache)
+     * outside the lock, since that may take the global cache's lock */
+    large_lock_release();
+    segment = hhi_segment_alloc(tld, HH_SEGMENT_LARGE, 0, 0);
+    if (segment == NULL) return NULL;
+    tld->segments.count--;
+    segment->tld = NULL;
+    atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
+    segment->span_used = 1;  /* slice 0: header, page descriptors (and the secure guard) */
+    segment->span_resident = ~(uint64_t)0;  /* counted as committed by segment_alloc */
+    segment->span_zero = segment->pages[1].is_zero_init ? ~(uint64_t)1 : 0;
+    segment->span_purge_at = 0;
+    large_lock_acquire();
+    segment->prev = NULL;
+    segment->next = large_segments;
+    if (large_segments != NULL) large_segments->prev = segment;
+    large_segments = segment;
+    large_empty_count++;
+    bool found = span_find(segment, count, align_slices, &first);
+    hh_assert(found);
+    (void)found;
+  }
+  if (segment->used == 0) large_empty_count--;
+  segment->used++;
+  bool zero = span_take(segment, first, count);
+  hh_page_t* page = &segment->pages[first];
+  page->segment_in_use = 1;
+  page->is_purged = 0;
+  page->is_zero_init = zero;
+  page->span_slices = (uint8_t)count;
+  page->page_start = (uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT);
+  large_lock_release();
+  /* a span in a thread's span cache still counts as a page: the shared
+   * counters are touched only when a span leaves or joins a segment */
+  hhi_stat_add(&hhi_stats.pages, &hhi_stats.pages_peak, 1);
+  return page;
+}
+
+static void span_release(hh_segment_t* segment, hh_page_t* page, hh_tld_t* tld) {
+  hh_segment_t* release = NULL;
+  hhi_stat_sub(&hhi_stats.pages, 1);
+  large_lock_acquire();
+  segment->span_used &= ~span_mask(page->segment_idx, page->span_slices);
+  uint16_t idx = page->segment_idx;
+  uint8_t* start = page->page_start;
+  size_t block_size = page->block_size;
+  memset(page, 0, sizeof(*page));
+  page->segment_idx = idx;
+  /* kept while the slice is free, so a second free of the block is
+   * reported as a double free (free.c); segment_in_use stays 0 */
+  page->page_start = start;
+  page->block_size = block_size;
+  segment->used--;
+  long delay = hhi_option_value(hh_option_purge_delay);
+  if (delay == 0) {
+    span_purge(segment);
+  } else if (delay > 0) {
+    if (segment->span_purge_at == 0) atomic_fetch_add_explicit(&large_purge_pending, 1, memory_order_relaxed);
+    segment->span_purge_at = hhi_os_clock_ms() + (uint64_t)delay;
+  }
+  if (segment->used == 0 && ++large_empty_count > HH_LARGE_EMPTY_KEEP) {
+    large_segment_detach(segment);
+    release = segment;
+  }
+  large_lock_release();
+  if (release != NULL) large_segment_release(release, tld);
+}
+
+
+/* ---- the block moments of a span (free.c, alloc.c) ------------------------------*/
+bool hhi_span_claim(hh_page_t* page) {
+  uint8_t live = 1;
+  return atomic_compare_exchange_strong_explicit(&page->single_live, &live, 0, memory_order_acq_rel,
+                                                 memory_order_relaxed);
+}
+
+void hhi_span_free(hh_page_t* page, hh_tld_t* tld) {
+  if (tld == NULL || !span_cache_put(tld, page)) span_release(hhi_page_segment(page), page, tld);
+}
+
+bool hhi_span_resize(hh_page_t* page, size_t newsize) {
+  hh_segment_t* segment = hhi_page_segment(page);
+  /* Shrinking below half moves to a smaller block, so the memory is
+   * returned when this one is freed rather than held behind a small block. */
+  if (newsize < page->block_size / 2) return false;
+  if (newsize <= page->block_size) return true;
+  /* a span grows in place: into the slack of its last slice, then over the
+   * free slices that follow it */
+  size_t new_block = hhi_good_size(newsize, hhi_os_page_size());
+  size_t count = (new_block + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
+  size_t first = page->segment_idx;
+  if (first + count > HH_SPAN_SLICES) return false;
+  bool grown = true;
+  if (count > page->span_slices) {
+    large_lock_acquire();
+    uint64_t extra = span_mask(first + page->span_slices, count - page->span_slices);
+    grown = (segment->span_used & extra) == 0;
+    if (grown) {
+      (void)span_take(segment, first + page->span_slices, count - page->span_slices);
+      page->span_slices = (uint8_t)count;
+    }
+    large_lock_release();
+  }
+  if (grown) page->block_size = new_block;
+  return grown;
+}
+
+void hhi_spans_collect(hh_tld_t* tld, bool force) {
+  if (tld != NULL && tld->segments.span_cache_count != 0) {
+    span_cache_release(tld, force ? 0 : hhi_os_clock_ms(), force);
+  }
+  large_segments_collect(force, tld);
+}
+
+void hhi_spans_thread_exit(hh_tld_t* tld) {
+  span_cache_release(tld, 0, true);
+  large_segments_collect(false, tld);
+}
+
+void hhi_span_fork_prepare(void) {
+  large_lock_acquire();
+}
+
+void hhi_span_fork_release(void) {
+  large_lock_release();
+}
+
+/* Invariant 6 of docs/design.md for one large segment, under large_lock:
+ * span_used is bit 0 plus exactly the slices of the spans in use. */
+bool hhi_span_validate_segment(const hh_segment_t* segment) {
+  const char* broken = NULL;
+  const hh_page_t* where = &segment->pages[0];
+  large_lock_acquire();
+  uint64_t covered = 1;
+  uint32_t spans = 0;
+  for (size_t i = 1; i < HH_SPAN_SLICES && broken == NULL; i++) {
+    const hh_page_t* page = &segment->pages[i];
+    if (!page->segment_in_use) continue;
+    where = page;
+    uint64_t mask = page->span_slices == 0 || i + page->span_slices > HH_SPAN_SLICES ? 0 : span_mask(i, page->span_slices);
+    if (mask == 0) broken = "span length out of its segment";
+    else if ((covered & mask) != 0) broken = "two spans share a slice";
+    covered |= mask;
+    spans++;
+  }
+  if (broken == NULL && covered != segment->span_used) broken = "span_used bitmap disagrees with the spans in use";
+  if (broken == NULL && spans != segment->used) broken = "large segment used count";
+  large_lock_release();
+  if (broken == NULL) return true;
+  hhi_misuse(HH_OP_VALIDATE, (hh_misuse_info_t){.kind = HH_MISUSE_HEAP_INVARIANT,
+                                                .detail = broken,
+                                                .page = where->page_start,
+                                                .segment = segment,
+                                                .size_class = where->block_size});
+  return false;
+}

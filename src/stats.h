@@ -1,0 +1,32 @@
+/* hardheap: process-wide counters. Relaxed atomics, touched only on slow
+ * paths (segments, pages, purges, OS calls); stats.c reads them out. */
+#ifndef HH_STATS_H
+#define HH_STATS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+typedef struct hh_stat_counters_s {
+  _Atomic(size_t) segments, segments_peak, segments_cached;  /* mapped segments (incl. cached) */
+  _Atomic(size_t) pages, pages_peak, huge_count;             /* pages in use; live huge blocks */
+  _Atomic(size_t) reserved, reserved_peak;                   /* bytes of address space mapped */
+  _Atomic(size_t) committed, committed_peak;                 /* bytes mapped and not purged */
+  _Atomic(size_t) purged, mmap_calls, munmap_calls;          /* totals */
+} hh_stat_counters_t;
+extern hh_stat_counters_t hhi_stats;
+
+/* Add delta to a counter and raise its peak companion (peak may be NULL). */
+static inline void hhi_stat_add(_Atomic(size_t)* counter, _Atomic(size_t)* peak, size_t delta) {
+  size_t now = atomic_fetch_add_explicit(counter, delta, memory_order_relaxed) + delta;
+  if (peak == NULL) return;
+  size_t old = atomic_load_explicit(peak, memory_order_relaxed);
+  while (old < now && !atomic_compare_exchange_weak_explicit(peak, &old, now, memory_order_relaxed,
+                                                             memory_order_relaxed)) {
+  }
+}
+
+static inline void hhi_stat_sub(_Atomic(size_t)* counter, size_t delta) {
+  atomic_fetch_sub_explicit(counter, delta, memory_order_relaxed);
+}
+
+#endif /* HH_STATS_H */
