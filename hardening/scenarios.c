@@ -3,10 +3,21 @@
  * runs every scenario against the secure library and requires a SIGABRT and
  * the exact report line, and against the default library where it requires
  * that the process survives. */
+#include <hardheap.h>
+
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
+
+/* From docs/design.md: segments are 4 MiB-aligned, small pages 64 KiB. */
+#define SEGMENT_SIZE ((uintptr_t)4 << 20)
+#define SMALL_PAGE_SIZE ((uintptr_t)64 << 10)
+
+void free_sized(void* p, size_t size);
+void free_aligned_sized(void* p, size_t alignment, size_t size);
 
 static volatile uintptr_t sink;  /* keeps the compiler from reasoning about frees */
 
@@ -94,6 +105,123 @@ static int underflow_into_metadata(void) {
   return 0;
 }
 
+
+/* A wild write flips a bit of the segment header's cookie; the next free
+ * in that segment must refuse to trust the header. */
+static int segment_corrupted(void) {
+  char* keep = malloc(64);
+  char* p = malloc(64);
+  volatile uintptr_t* header = (volatile uintptr_t*)((uintptr_t)p & ~(SEGMENT_SIZE - 1));
+  *header ^= 0x10;
+  free(launder(p));
+  free(keep);
+  return 0;
+}
+
+/* A pointer into a page slot no heap uses (the last small page of a fresh
+ * segment): no block was ever handed out there. */
+static int free_in_free_page(void) {
+  char* p = malloc(64);
+  uintptr_t segment = (uintptr_t)p & ~(SEGMENT_SIZE - 1);
+  free(launder((void*)(segment + SEGMENT_SIZE - SMALL_PAGE_SIZE + 256)));
+  free(p);
+  return 0;
+}
+
+/* A pointer on a block boundary of a page in use, but past every block
+ * the page has handed out so far. */
+static int free_never_allocated(void) {
+  char* p = malloc(64);
+  uintptr_t page = (uintptr_t)p & ~(SMALL_PAGE_SIZE - 1);
+  free(launder((void*)(page + SMALL_PAGE_SIZE - 64 * 16)));
+  free(p);
+  return 0;
+}
+
+static int realloc_freed_large(void) {
+  void* keep = malloc(300000);
+  void* p = malloc(300000);
+  free(p);
+  void* q = realloc(launder(p), 400000);
+  free(keep);
+  return q == NULL ? 0 : 1;
+}
+
+static int usable_size_freed_large(void) {
+  void* keep = malloc(300000);
+  void* p = malloc(300000);
+  free(p);
+  size_t n = malloc_usable_size(launder(p));
+  free(keep);
+  return n == 0 ? 0 : 1;
+}
+
+/* Another thread frees the same block twice before its owner looks: the
+ * remote-free list loops onto itself. */
+static void* free_twice(void* arg) {
+  free(arg);
+  free(launder(arg));
+  return NULL;
+}
+
+static int remote_double_free(void) {
+  void* blocks[200];
+  for (int i = 0; i < 200; i++) blocks[i] = malloc(64);
+  pthread_t t;
+  pthread_create(&t, NULL, free_twice, blocks[100]);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 100000; i++) free(malloc(64));  /* the owner collects its remote frees */
+  return 0;
+}
+
+static int sized_free_mismatch(void) {
+  void* p = malloc(64);
+  free_sized(launder(p), 1000);
+  return 0;
+}
+
+static int aligned_free_misaligned(void) {
+  void* keep = malloc(64);  /* a page of 64-byte blocks: half of them are not 128-aligned */
+  (void)keep;
+  for (int i = 0; i < 64; i++) {
+    char* p = aligned_alloc(64, 64);
+    if (((uintptr_t)p & 127) != 0) free_aligned_sized(launder(p), 128, 64);
+  }
+  return 0;
+}
+
+static void* malloc_from(void* heap) {
+  return hh_heap_malloc(heap, 64);
+}
+
+static int heap_not_owned(void) {
+  hh_heap_t* heap = hh_heap_new();
+  pthread_t t;
+  void* result;
+  pthread_create(&t, NULL, malloc_from, heap);
+  pthread_join(t, &result);
+  return result == NULL ? 0 : 1;
+}
+
+static int destroy_backing_heap(void) {
+  hh_heap_destroy(hh_heap_get_backing());
+  return 0;
+}
+
+/* A use-after-free write links a free block to itself (the fast build
+ * stores links plainly); the validator sees a block listed twice. */
+static int free_list_cycle_validated(void) {
+  void* keep = malloc(48);
+  void** a = malloc(48);
+  void** b = malloc(48);
+  free(a);
+  free(b);
+  *(void* volatile*)b = b;
+  hh_heap_validate(NULL);
+  free(keep);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   static const struct {
     const char* name;
@@ -104,6 +232,12 @@ int main(int argc, char** argv) {
       {"free_foreign", free_foreign},
       {"free_interior", free_interior},         {"realloc_foreign", realloc_foreign},
       {"write_after_free_link", write_after_free_link}, {"underflow_into_metadata", underflow_into_metadata},
+      {"segment_corrupted", segment_corrupted},       {"free_in_free_page", free_in_free_page},
+      {"free_never_allocated", free_never_allocated}, {"realloc_freed_large", realloc_freed_large},
+      {"usable_size_freed_large", usable_size_freed_large}, {"remote_double_free", remote_double_free},
+      {"sized_free_mismatch", sized_free_mismatch},   {"aligned_free_misaligned", aligned_free_misaligned},
+      {"heap_not_owned", heap_not_owned},             {"destroy_backing_heap", destroy_backing_heap},
+      {"free_list_cycle_validated", free_list_cycle_validated},
   };
   if (argc != 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);

@@ -294,6 +294,8 @@ START_TEST(test_heap_alloc_functions) {
   }
   /* zero-size blocks are unique */
   ck_assert_ptr_ne(blocks[0].p, blocks[1].p);
+  ck_assert(hh_heap_validate(h));
+  ck_assert(hh_heap_validate(backing));
 
   /* freed blocks are no longer owned (nor contained, for single-block ones) */
   for (size_t i = 0; i < nb; i++) {

@@ -393,11 +393,13 @@ static void run_random(uint64_t seed, uint64_t nops) {
     if ((g_op + 1) % CHECK_EVERY == 0) {
       size_t live = full_check("periodic check");
       if (live > max_live) max_live = live;
+      REQUIRE(hh_heap_validate(NULL), "heap invariants broken (the report above says which)");
       hh_collect((g_op + 1) % (2 * CHECK_EVERY) == 0);
       full_check("check after hh_collect");
     }
   }
   full_check("final check");
+  REQUIRE(hh_heap_validate(NULL), "heap invariants broken at the end");
   for (size_t i = 0; i < NSLOTS; i++) {
     if (slots[i].p == NULL) continue;
     verify_slot(i, "final free");

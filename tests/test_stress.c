@@ -340,6 +340,8 @@ static void* mt_thread(void* arg) {
     if (slots[s].p == NULL) continue;
     mt_release(ctx, &r, slots[s]);
   }
+  /* while the others still free into this heap's pages */
+  if (!hh_heap_validate(NULL)) box_fail(&ctx->box, "heap invariants broken (see the report above)");
   atomic_fetch_add_explicit(&sh->finished, 1, memory_order_release);
   /* keep serving my inbox until nobody can send any more */
   while (atomic_load_explicit(&sh->finished, memory_order_acquire) < sh->nthreads) {
@@ -955,6 +957,7 @@ static void* ar_exiter(void* arg) {
       check_and_free(&all[i], NULL, &e->box, "exiter");
     }
   }
+  if (!hh_heap_validate(NULL)) box_fail(&e->box, "heap invariants broken (see the report above)");
   return NULL; /* exit: every page still has live blocks and is abandoned */
 }
 
@@ -982,7 +985,10 @@ static void* ar_reclaimer(void* arg) {
     }
     hh_heap_delete(h);
     for (size_t i = 0; i < K; i++) check_and_free(&mine[i], NULL, &c->box, "reclaimer");
-    if (++c->rounds % 4096 == 0) hh_collect(false);
+    if (++c->rounds % 4096 == 0) {
+      if (!hh_heap_validate(NULL)) box_fail(&c->box, "heap invariants broken after reclaiming");
+      hh_collect(false);
+    }
   }
   return NULL;
 }

@@ -1,0 +1,353 @@
+/* The misuse table and its handler (include/hardheap.h, src/misuse.c).
+ *
+ * Every kind has a distinct stable name; a handler installed with
+ * hh_set_misuse_handler sees each report first with its kind, operation,
+ * facts and the exact report line, and returning true lets the program go
+ * on after the documented safe action (so the secure build can
+ * report-and-continue). A handler that returns false leaves the default
+ * policy: the line is printed on stderr, and ABORT_ON_MISUSE decides
+ * whether the process aborts. hh_heap_validate holds after ordinary use and
+ * reports a broken free list. Every test runs in its own process (Check's
+ * fork mode), so a corrupted heap never reaches the next one.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hardheap.h"
+
+static volatile uintptr_t sink;
+static void* launder(void* p) {
+  sink = (uintptr_t)p;
+  return (void*)sink;
+}
+
+/* ---- a handler that records the last report ------------------------------------*/
+typedef struct seen_s {
+  int count;
+  hh_misuse_info_t info;  /* copied; message and detail copied below */
+  char message[512];
+  char operation[32];
+  bool handled;           /* what the handler returns */
+} seen_t;
+
+static seen_t seen;
+
+static bool record(const hh_misuse_info_t* info, void* arg) {
+  seen_t* s = arg;
+  s->count++;
+  s->info = *info;
+  snprintf(s->message, sizeof s->message, "%s", info->message);
+  snprintf(s->operation, sizeof s->operation, "%s", info->operation != NULL ? info->operation : "");
+  return s->handled;
+}
+
+static void watch(void) {
+  memset(&seen, 0, sizeof seen);
+  seen.handled = true;
+  hh_set_misuse_handler(record, &seen);
+}
+
+static void expect_report(hh_misuse_t kind, const char* operation, const char* message) {
+  ck_assert_int_eq(seen.count, 1);
+  ck_assert_int_eq(seen.info.kind, kind);
+  ck_assert_str_eq(seen.info.name, hh_misuse_name(kind));
+  ck_assert_str_eq(seen.operation, operation);
+  ck_assert_str_eq(seen.message, message);
+  ck_assert_uint_ne(seen.info.thread_id, 0);
+}
+
+/* ---- the table ---------------------------------------------------------------*/
+START_TEST(test_names_distinct) {
+  for (int a = 0; a < HH_MISUSE_COUNT_; a++) {
+    const char* name = hh_misuse_name((hh_misuse_t)a);
+    ck_assert_ptr_nonnull(name);
+    ck_assert_uint_gt(strlen(name), 3);
+    for (int b = 0; b < a; b++) ck_assert_str_ne(name, hh_misuse_name((hh_misuse_t)b));
+  }
+  ck_assert_ptr_null(hh_misuse_name(HH_MISUSE_COUNT_));
+  ck_assert_ptr_null(hh_misuse_name((hh_misuse_t)-1));
+}
+END_TEST
+
+START_TEST(test_handler_replaced_and_removed) {
+  ck_assert(hh_set_misuse_handler(record, &seen) == NULL);
+  ck_assert(hh_set_misuse_handler(NULL, NULL) == record);
+  ck_assert(hh_set_misuse_handler(NULL, NULL) == NULL);
+}
+END_TEST
+
+/* ---- reports every build makes -------------------------------------------------*/
+START_TEST(test_foreign_free) {
+  watch();
+  int on_stack[4];
+  char expected[128];
+  snprintf(expected, sizeof expected, "invalid free of %p: not a pointer allocated by hardheap", (void*)on_stack);
+  hh_free(launder(on_stack));
+  expect_report(HH_MISUSE_FOREIGN_POINTER, "free", expected);
+  ck_assert_ptr_eq(seen.info.pointer, on_stack);
+  /* the safe actions of realloc and usable_size */
+  ck_assert_ptr_null(hh_realloc(launder(on_stack), 100));
+  ck_assert_int_eq(seen.count, 2);
+  ck_assert_str_eq(seen.operation, "realloc");
+  ck_assert_uint_eq(hh_usable_size(launder(on_stack)), 0);
+  ck_assert_str_eq(seen.operation, "usable_size");
+}
+END_TEST
+
+static void* alloc_from(void* heap) {
+  return hh_heap_malloc(heap, 64);
+}
+
+START_TEST(test_heap_not_owned) {
+  hh_heap_t* heap = hh_heap_new();
+  watch();
+  pthread_t t;
+  void* result = (void*)1;
+  ck_assert_int_eq(pthread_create(&t, NULL, alloc_from, heap), 0);
+  ck_assert_int_eq(pthread_join(t, &result), 0);
+  ck_assert_ptr_null(result);
+  char expected[128];
+  snprintf(expected, sizeof expected, "allocation of heap %p by a thread that does not own it", (void*)heap);
+  expect_report(HH_MISUSE_HEAP_NOT_OWNED, "allocation", expected);
+  ck_assert_ptr_eq(seen.info.heap, heap);
+}
+END_TEST
+
+START_TEST(test_destroy_backing_heap) {
+  hh_heap_t* backing = hh_heap_get_backing();
+  void* p = hh_malloc(100);
+  watch();
+  hh_heap_destroy(backing);
+  char expected[128];
+  snprintf(expected, sizeof expected, "the backing heap %p of a thread cannot be destroyed", (void*)backing);
+  expect_report(HH_MISUSE_BACKING_HEAP_DESTROY, "destroy", expected);
+  memset(p, 1, 100);  /* still alive: the destroy was refused */
+  hh_free(p);
+}
+END_TEST
+
+START_TEST(test_large_double_free) {
+  void* keep = hh_malloc(300000);
+  void* p = hh_malloc(300000);
+  hh_free(p);
+  watch();
+  hh_free(launder(p));
+  char expected[128];
+  snprintf(expected, sizeof expected, "double free of %p (size class 327680)", p);
+  expect_report(HH_MISUSE_DOUBLE_FREE, "free", expected);
+  ck_assert_uint_eq(seen.info.size_class, 327680);
+  hh_free(keep);
+}
+END_TEST
+
+/* A handler that declines leaves the default policy: printed, then (with
+ * ABORT_ON_MISUSE off) the program goes on. */
+START_TEST(test_declined_report_is_printed) {
+  ck_assert(hh_option_set(hh_option_abort_on_misuse, 0));
+  watch();
+  seen.handled = false;
+  int err_pipe[2];
+  ck_assert_int_eq(pipe(err_pipe), 0);
+  int saved = dup(2);
+  dup2(err_pipe[1], 2);
+  int on_stack[2];
+  hh_free(launder(on_stack));
+  dup2(saved, 2);
+  close(err_pipe[1]);
+  char out[512] = {0};
+  ssize_t n = read(err_pipe[0], out, sizeof out - 1);
+  ck_assert_int_gt(n, 0);
+  char expected[160];
+  snprintf(expected, sizeof expected, "hardheap: error: invalid free of %p: not a pointer allocated by hardheap\n",
+           (void*)on_stack);
+  ck_assert_str_eq(out, expected);
+  ck_assert_int_eq(seen.count, 1);
+}
+END_TEST
+
+START_TEST(test_abort_on_misuse_option) {
+  ck_assert(hh_option_set(hh_option_abort_on_misuse, 1));
+  int on_stack[2];
+  hh_free(launder(on_stack));  /* reported, then abort: SIGABRT */
+}
+END_TEST
+
+/* ---- reports of the secure build ---------------------------------------------------*/
+START_TEST(test_secure_small_double_free_continues) {
+  if (!hh_is_secure()) return;
+  void* keep = hh_malloc(48);
+  void* p = hh_malloc(48);
+  hh_free(p);
+  watch();
+  hh_free(launder(p));
+  char expected[128];
+  snprintf(expected, sizeof expected, "double free of %p (size class 48)", p);
+  expect_report(HH_MISUSE_DOUBLE_FREE, "free", expected);
+  /* the second free was ignored: the block comes back once, not twice */
+  void* a = hh_malloc(48);
+  void* b = hh_malloc(48);
+  ck_assert_ptr_ne(a, b);
+  ck_assert_int_eq(seen.count, 1);
+  hh_free(a);
+  hh_free(b);
+  hh_free(keep);
+  ck_assert(hh_heap_validate(NULL));
+}
+END_TEST
+
+START_TEST(test_secure_interior_pointer) {
+  if (!hh_is_secure()) return;
+  char* p = hh_malloc(64);
+  watch();
+  hh_free(launder(p + 16));
+  char expected[128];
+  snprintf(expected, sizeof expected, "invalid free of %p: pointer into the middle of a block (size class 64)",
+           (void*)(p + 16));
+  expect_report(HH_MISUSE_INTERIOR_POINTER, "free", expected);
+  memset(p, 2, 64);  /* not freed */
+  hh_free(p);
+}
+END_TEST
+
+START_TEST(test_secure_sized_free) {
+  if (!hh_is_secure()) return;
+  void* p = hh_malloc(64);
+  watch();
+  hh_free_sized(launder(p), 65);
+  char expected[128];
+  snprintf(expected, sizeof expected, "sized free of %p with size 65 larger than its block (64 bytes)", p);
+  expect_report(HH_MISUSE_SIZED_FREE_MISMATCH, "free", expected);
+  ck_assert_uint_eq(seen.info.size, 65);
+  ck_assert_uint_eq(seen.info.usable_size, 64);
+  hh_free_sized(p, 64);
+  ck_assert_int_eq(seen.count, 1);
+}
+END_TEST
+
+START_TEST(test_secure_freed_large_block) {
+  if (!hh_is_secure()) return;
+  void* keep = hh_malloc(300000);
+  void* p = hh_malloc(300000);
+  hh_free(p);
+  watch();
+  ck_assert_ptr_null(hh_realloc(launder(p), 10));
+  char expected[128];
+  snprintf(expected, sizeof expected, "realloc of a freed block %p (size class 327680)", p);
+  expect_report(HH_MISUSE_REALLOC_FREED, "realloc", expected);
+  ck_assert_uint_eq(hh_usable_size(launder(p)), 0);
+  ck_assert_int_eq(seen.info.kind, HH_MISUSE_USABLE_SIZE_FREED);
+  hh_free(keep);
+}
+END_TEST
+
+/* A write after free replaces a free block's link: the pop that reads it
+ * reports, and going on, the list is cut rather than followed. */
+START_TEST(test_secure_corrupt_link_continues) {
+  if (!hh_is_secure()) return;
+  enum { N = 64 };
+  void* blocks[N];
+  for (int i = 0; i < N; i++) blocks[i] = hh_malloc(8192);
+  void* victim = blocks[10];
+  hh_free(victim);
+  watch();
+  memcpy(victim, "\x41\x41\x41\x41\x41\x41\x41\x41", 8);
+  for (int i = 0; i < N && seen.count == 0; i++) blocks[i] = hh_malloc(8192);
+  ck_assert_int_eq(seen.count, 1);
+  ck_assert_int_eq(seen.info.kind, HH_MISUSE_FREE_LIST_CORRUPTED);
+  ck_assert_uint_eq(seen.info.size_class, 8192);
+  ck_assert_ptr_eq(seen.info.block, victim);
+  for (int i = 0; i < 1000; i++) {
+    void* p = hh_malloc(8192);
+    ck_assert_ptr_nonnull(p);
+    memset(p, 3, 8192);
+  }
+}
+END_TEST
+
+/* ---- the validator ------------------------------------------------------------------*/
+START_TEST(test_validate_after_use) {
+  void* live[1000];
+  for (int round = 0; round < 4; round++) {
+    for (int i = 0; i < 1000; i++) live[i] = hh_malloc((size_t)(i * 37 % 3000) + 1);
+    for (int i = 0; i < 1000; i += 2) hh_free(live[i]);
+    ck_assert(hh_heap_validate(NULL));
+    for (int i = 1; i < 1000; i += 2) hh_free(live[i]);
+  }
+  hh_heap_t* h = hh_heap_new();
+  for (int i = 0; i < 100; i++) live[i] = hh_heap_malloc(h, (size_t)i * 1000 + 1);
+  ck_assert(hh_heap_validate(h));
+  hh_heap_delete(h);
+  ck_assert(hh_heap_validate(NULL));
+  for (int i = 0; i < 100; i++) hh_free(live[i]);
+  ck_assert(hh_heap_validate(NULL));
+}
+END_TEST
+
+/* The fast build stores links plainly: a use-after-free write of a block's
+ * own address loops the free list, which only the validator notices. */
+START_TEST(test_validate_reports_cycle) {
+  if (hh_is_secure()) return;
+  void* keep = hh_malloc(48);
+  void** a = hh_malloc(48);
+  void** b = hh_malloc(48);
+  hh_free(a);
+  hh_free(b);
+  *(void* volatile*)b = b;
+  watch();
+  ck_assert(!hh_heap_validate(NULL));
+  ck_assert_int_eq(seen.info.kind, HH_MISUSE_HEAP_INVARIANT);
+  ck_assert_str_eq(seen.operation, "validate");
+  ck_assert_str_eq(seen.info.detail, "free lists hold a block twice, off a boundary or beyond capacity");
+  ck_assert_uint_eq(seen.info.size_class, 48);
+  hh_free(keep);
+}
+END_TEST
+
+static Suite* misuse_suite(void) {
+  Suite* s = suite_create("hardheap_misuse");
+  TCase* tc = tcase_create("table");
+  tcase_add_test(tc, test_names_distinct);
+  tcase_add_test(tc, test_handler_replaced_and_removed);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("reports");
+  tcase_add_test(tc, test_foreign_free);
+  tcase_add_test(tc, test_heap_not_owned);
+  tcase_add_test(tc, test_destroy_backing_heap);
+  tcase_add_test(tc, test_large_double_free);
+  tcase_add_test(tc, test_declined_report_is_printed);
+  tcase_add_test_raise_signal(tc, test_abort_on_misuse_option, SIGABRT);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("secure");
+  tcase_add_test(tc, test_secure_small_double_free_continues);
+  tcase_add_test(tc, test_secure_interior_pointer);
+  tcase_add_test(tc, test_secure_sized_free);
+  tcase_add_test(tc, test_secure_freed_large_block);
+  tcase_add_test(tc, test_secure_corrupt_link_continues);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("validate");
+  tcase_add_test(tc, test_validate_after_use);
+  tcase_add_test(tc, test_validate_reports_cycle);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner* sr = srunner_create(misuse_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
