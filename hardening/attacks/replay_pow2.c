@@ -52,14 +52,14 @@ __attribute__((unused)) static void note(const char* fmt, ...) {
   say("note: ", fmt, ap);
   va_end(ap);
 }
-static _Noreturn void win(const char* fmt, ...) {
+__attribute__((unused)) static _Noreturn void win(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   say("ATTACK WIN: ", fmt, ap);
   va_end(ap);
   _exit(0);
 }
-static _Noreturn void lost(const char* fmt, ...) {
+__attribute__((unused)) static _Noreturn void lost(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   say("ATTACK LOST: ", fmt, ap);
