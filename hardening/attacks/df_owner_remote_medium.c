@@ -1,7 +1,7 @@
 /* df_owner_remote_medium: double free, first the owner then another thread, of a medium block
  * (malloc(20000)).
  *
- * Bug modelled: a double free where the two frees run on the owner thread and then on the remote thread.
+ * Bug modelled: a double free: first on the owner thread, then on another thread.
  *
  * Steps:
  *  1. Allocate a few 20000-byte blocks (they keep the page / segment alive)

@@ -1,7 +1,7 @@
-/* df_owner_twice_large: double free, first the owner then the owner, of a large block
+/* df_owner_twice_large: double free, twice on the owner thread, of a large block
  * (malloc(300000)).
  *
- * Bug modelled: a double free where the two frees run both on the owner thread.
+ * Bug modelled: a double free where both frees run on the owner thread.
  *
  * Steps:
  *  1. Allocate a few 300000-byte blocks (they keep the page / segment alive)

@@ -1,7 +1,7 @@
 /* df_remote_owner_small: double free, first another thread then the owner, of a small block
  * (malloc(64)).
  *
- * Bug modelled: a double free where the two frees run on the remote thread and then on the owner thread.
+ * Bug modelled: a double free: first on another thread, then on the owner thread.
  *
  * Steps:
  *  1. Allocate a few 64-byte blocks (they keep the page / segment alive)

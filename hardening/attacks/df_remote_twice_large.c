@@ -1,7 +1,7 @@
-/* df_remote_twice_large: double free, first another thread then another thread, of a large block
+/* df_remote_twice_large: double free, twice from other threads, of a large block
  * (malloc(300000)).
  *
- * Bug modelled: a double free where the two frees run both on another thread (the same one twice).
+ * Bug modelled: a double free where both frees run on other threads (one new thread per free).
  *
  * Steps:
  *  1. Allocate a few 300000-byte blocks (they keep the page / segment alive)

@@ -1,7 +1,7 @@
-/* df_remote_twice_small: double free, first another thread then another thread, of a small block
+/* df_remote_twice_small: double free, twice from other threads, of a small block
  * (malloc(64)).
  *
- * Bug modelled: a double free where the two frees run both on another thread (the same one twice).
+ * Bug modelled: a double free where both frees run on other threads (one new thread per free).
  *
  * Steps:
  *  1. Allocate a few 64-byte blocks (they keep the page / segment alive)
