@@ -3,7 +3,7 @@
 
 Usage:
     bench/report.py RESULTS_DIR [-o docs/benchmarks.md] [--img-dir docs/img]
-                    [--base ref|glibc] [--no-charts]
+                    [--base ref|glibc] [--no-charts] [--note TEXT]...
 
 RESULTS_DIR is the OUT_DIR of one bench/run.sh run (it holds meta.txt,
 summary.tsv, geomean.tsv and results.tsv). The report has the machine, the
@@ -84,15 +84,26 @@ def colour_for(alloc, i):
     return COLOURS.get(alloc, SPARE[i % len(SPARE)])
 
 
+CLIP_HI = 16.0  # bars above this are cut (the value is given in the chart's note)
+CLIP_LO = 1 / 16.0
+
+
 def gnuplot_chart(gnuplot, png, title, ylabel, labels, allocs, values, base_name, above, below):
     """Grouped bars of log2(ratio): bars go up for slower/bigger than the
-    base and down for faster/smaller; the y tics are labelled as ratios."""
+    base and down for faster/smaller; the y tics are labelled as ratios.
+    Bars beyond CLIP_HI / CLIP_LO are cut there and listed in a note.
+    Returns the list of cut bars (label, allocator, value), or None when
+    nothing was drawn."""
     finite = [v for row in values for v in row if v is not None and v > 0]
     if not finite:
-        return False
-
-    lo = min(min(finite), 0.9)
-    hi = max(max(finite), 1.1)
+        return None
+    clipped = []
+    for lab, row in zip(labels, values):
+        for a, v in zip(allocs, row):
+            if v is not None and (v > CLIP_HI or v < CLIP_LO):
+                clipped.append((lab, a, v))
+    lo = max(min(min(finite), 0.9), CLIP_LO)
+    hi = min(max(max(finite), 1.1), CLIP_HI)
     ylo = math.floor(math.log2(lo))
     yhi = math.ceil(math.log2(hi))
     tics = []
@@ -103,17 +114,25 @@ def gnuplot_chart(gnuplot, png, title, ylabel, labels, allocs, values, base_name
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data.tsv")
         with open(data, "w", encoding="utf-8") as f:
-            f.write("label\t" + "\t".join(allocs) + "\n")
+            # no header line: gnuplot would make it a (blank) first cluster
             for lab, row in zip(labels, values):
-                cells = [f"{math.log2(v):.5f}" if v is not None and v > 0 else "?" for v in row]
+                cells = []
+                for v in row:
+                    if v is None or v <= 0:
+                        cells.append("?")
+                    else:
+                        cells.append(f"{math.log2(min(max(v, CLIP_LO), CLIP_HI)):.5f}")
                 f.write(lab + "\t" + "\t".join(cells) + "\n")
-        width = max(1000, 70 + len(labels) * (12 * len(allocs) + 18))
+        width = max(1000, 160 + len(labels) * (11 * len(allocs) + 22))
         plots = []
         for i, a in enumerate(allocs):
             using = f"{i + 2}:xtic(1)" if i == 0 else f"{i + 2}"
             plots.append(f"'{data}' using {using} title '{a}' lc rgb '{colour_for(a, i)}'")
+        note = f"above the line: {above} than {base_name}; below: {below}"
+        if clipped:
+            note += f"; bars beyond 1/{1 / CLIP_LO:g}x and {CLIP_HI:g}x are cut ({len(clipped)}; values in the tables)"
         script = f"""
-set terminal pngcairo noenhanced size {width},600 font 'DejaVu Sans,10'
+set terminal pngcairo noenhanced size {width},640 font 'DejaVu Sans,10'
 set output '{png}'
 set datafile separator '\\t'
 set datafile missing '?'
@@ -127,9 +146,10 @@ set key outside right top vertical
 set xtics rotate by 35 right nomirror
 set ytics ({", ".join(tics)})
 set grid ytics lc rgb '#dddddd'
+set xrange [-0.6:{len(labels) - 0.4}]
 set yrange [{ylo - 0.05}:{yhi + 0.05}]
 set xzeroaxis lt -1 lw 1.5
-set label 1 'above the line: {above} than {base_name}; below: {below}' at graph 0.01, graph 0.97 font ',9'
+set label 1 '{note}' at graph 0.01, graph 0.97 font ',9'
 plot {", ".join(plots)}
 """
         script_path = os.path.join(tmp, "chart.gp")
@@ -138,8 +158,8 @@ plot {", ".join(plots)}
         res = subprocess.run([gnuplot, script_path], capture_output=True, text=True)
         if res.returncode != 0:
             sys.stderr.write(f"report.py: gnuplot failed for {png}:\n{res.stderr}")
-            return False
-    return True
+            return None
+    return clipped
 
 
 def main():
@@ -150,6 +170,8 @@ def main():
     ap.add_argument("--base", choices=["ref", "glibc"], default="ref",
                     help="what the charts' ratios are against: the reference mimalloc of the run (default; glibc when the run had none) or glibc")
     ap.add_argument("--no-charts", action="store_true", help="write the markdown only")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a remark about the run for the Run section (e.g. the load on the machine); may be repeated")
     args = ap.parse_args()
 
     res = args.results
@@ -189,15 +211,17 @@ def main():
             sys.stderr.write("report.py: gnuplot not found (Debian: apt-get install gnuplot-nox); writing the report without charts\n")
         else:
             os.makedirs(img_dir, exist_ok=True)
+            # the base itself is the 1x line, not a bar
+            shown = [a for a in allocs if a != base]
             for key, name, what in ((tkey, "bench-time.png", "time"), (rkey, "bench-rss.png", "peak RSS")):
-                vals = [[fnum(cell.get((b, t, a), {}).get(key)) for a in allocs] for b, t in rows]
+                vals = [[fnum(cell.get((b, t, a), {}).get(key)) for a in shown] for b, t in rows]
                 png = os.path.join(img_dir, name)
-                ok = gnuplot_chart(gnuplot, png, f"{what} relative to {base} (median of per-round ratios; log scale)",
-                                   f"{what} / {base}", labels, allocs, vals, base,
-                                   "slower" if what == "time" else "more memory",
-                                   "faster" if what == "time" else "less memory")
-                if ok:
-                    charts.append((what, os.path.relpath(png, os.path.dirname(os.path.abspath(out)))))
+                cut = gnuplot_chart(gnuplot, png, f"{what} relative to {base} (median of per-round ratios; log scale; {base} = 1x)",
+                                    f"{what} / {base}", labels, shown, vals, base,
+                                    "slower" if what == "time" else "more memory",
+                                    "faster" if what == "time" else "less memory")
+                if cut is not None:
+                    charts.append((what, os.path.relpath(png, os.path.dirname(os.path.abspath(out))), cut))
 
     L = []
     L.append("# hardheap benchmarks")
@@ -210,7 +234,8 @@ def main():
     L.append("## Run")
     L.append("")
     L.append(f"- date: {meta.get('date', '?')}")
-    L.append(f"- command: `{meta.get('command', '?')}`")
+    nice = meta.get("nice", "0")
+    L.append(f"- command: `{meta.get('command', '?')}`" + (f", run under `nice -n {nice}`" if nice not in ("", "0") else ""))
     L.append(f"- hardheap: allocator sources at commit `{meta.get('hardheap_commit', '?')}` "
              f"(tree HEAD `{meta.get('hardheap_tree_head', '?')}`)")
     L.append(f"- machine: {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores, "
@@ -226,6 +251,8 @@ def main():
         L.append(f"  - {a}: `{meta.get('lib.' + a, '?')}`")
     if meta.get("skipped"):
         L.append(f"- not found, skipped: {meta['skipped']}")
+    for n in args.note:
+        L.append(f"- note: {n}")
     L.append("")
 
     L.append("## Geometric means")
@@ -239,9 +266,13 @@ def main():
         L.append(f"| {g['allocator']} | {g['rows_glibc']} | {ratio(fnum(g['time_vs_glibc']))} | "
                  f"{ratio(fnum(g['time_vs_ref']))} | {ratio(fnum(g['rss_vs_glibc']))} | {ratio(fnum(g['rss_vs_ref']))} |")
     L.append("")
-    for what, rel in charts:
+    for what, rel, cut in charts:
         L.append(f"![{what} relative to {base}]({rel})")
         L.append("")
+        if cut:
+            L.append(f"(Cut {what} bars: "
+                     + ", ".join(f"{l} / {a}: {v:.2f}x" if v < 1 else f"{l} / {a}: {v:.1f}x" for l, a, v in cut) + ".)")
+            L.append("")
 
     def matrix(title, intro, fmt):
         L.append(f"## {title}")
@@ -287,7 +318,7 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         f.write("\n".join(L))
-    print(f"report.py: wrote {out}" + "".join(f", {os.path.join(os.path.dirname(os.path.abspath(out)), rel)}" for _, rel in charts))
+    print(f"report.py: wrote {out}" + "".join(f", {os.path.join(os.path.dirname(os.path.abspath(out)), rel)}" for _, rel, _ in charts))
 
 
 if __name__ == "__main__":

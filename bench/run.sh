@@ -40,7 +40,8 @@
 #                  mktemp -d directory; printed at the end)
 #   WARMUP         1 = one short untimed run per pair first (default 1;
 #                  short: 0)
-#   BENCH_TIMEOUT  seconds before a single run is killed  (default 120)
+#   BENCH_TIMEOUT  seconds before a single run is killed  (default 300;
+#                  short: 120; hardened_malloc needs 60-100 s for large_mt)
 #
 # Output (in OUT_DIR): table.md (what is printed), results.tsv (every run),
 # summary.tsv and geomean.tsv (the tables' numbers, for bench/report.py),
@@ -122,7 +123,7 @@ THREADS=${THREADS:-"1 2 4"}
 CC=${CC:-cc}
 CFLAGS=${CFLAGS:-}
 WARMUP=${WARMUP:-1}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-120}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-$([[ $MODE == short ]] && echo 120 || echo 300)}
 if [[ -z ${PEERS_DIR+x} && -d $REPO_DIR/../shared/peers ]]; then
     PEERS_DIR=$(cd "$REPO_DIR/../shared/peers" && pwd)
 fi
@@ -236,7 +237,8 @@ PEER_NAMES=()
 if [[ -n $PEERS_DIR ]]; then
     [[ -d $PEERS_DIR ]] || die "PEERS_DIR $PEERS_DIR is not a directory"
     shopt -s nullglob
-    for f in "$PEERS_DIR"/lib*.so; do
+    while IFS= read -r f; do
+        [[ -n $f ]] || continue
         base=${f##*/}
         base=${base%.so}
         base=${base#lib}
@@ -248,8 +250,10 @@ if [[ -n $PEERS_DIR ]]; then
         [[ -n ${PEER_LIB[$name]:-} ]] && continue
         PEER_LIB[$name]=$f
         PEER_NAMES+=("$name")
-    done
+    done < <(printf '%s\n' "$PEERS_DIR"/lib*.so)
     shopt -u nullglob
+    # by name, so that mi24 comes before mi24-secure
+    ((${#PEER_NAMES[@]})) && mapfile -t PEER_NAMES < <(printf '%s\n' "${PEER_NAMES[@]}" | LC_ALL=C sort)
 fi
 KNOWN_ALLOCATORS="hardheap hardheap-secure glibc mimalloc jemalloc tcmalloc scudo"
 ALLOCATORS=${ALLOCATORS:-"$KNOWN_ALLOCATORS${PEER_NAMES[*]:+ ${PEER_NAMES[*]}}"}
@@ -512,6 +516,7 @@ META=$OUT_DIR/meta.txt
     printf 'benches\t%s\n' "$BENCHES"
     printf 'threaded\t%s\n' "$(for b in $BENCHES; do is_threaded "$b" && printf '%s ' "$b"; done)"
     printf 'command\t%s\n' "$COMMAND"
+    printf 'nice\t%s\n' "$(nice 2>/dev/null || echo 0)"
     printf 'hardheap_commit\t%s\n' "$HH_COMMIT"
     printf 'hardheap_tree_head\t%s\n' "$HH_HEAD"
     printf 'ref\t%s\n' "${REF:-}"
