@@ -70,6 +70,7 @@ static inline uint64_t bench_tag(uint64_t x) {
 
 /* ---- checksum ------------------------------------------------------------ */
 
+
 #define BENCH_FNV_OFFSET 0xcbf29ce484222325ULL
 #define BENCH_FNV_PRIME 0x100000001b3ULL
 
@@ -85,6 +86,94 @@ static inline uint64_t bench_mix_byte(uint64_t h, unsigned char b) {
     h ^= b;
     h *= BENCH_FNV_PRIME;
     return h;
+}
+
+/* ---- standard block pattern ---------------------------------------------- */
+
+/* The newer programs (cfrac, espresso, ..., glibc_thread) write one layout
+ * into the blocks they allocate and check it before freeing them:
+ *
+ *   [0, 8)              the block's 64-bit tag
+ *   [8, 16)             size ^ bench_tag(tag)      (blocks of >= 16 bytes)
+ *   [16, min(size, touch))  filler byte (tag >> 56)
+ *   [size - 1]          tag ^ 0xA5                 (blocks of > 16 bytes, or
+ *                                                   9..15 bytes)
+ *
+ * A block of >= 16 bytes describes itself: a thread that receives it from
+ * another thread can recover its size from the tag (bench_block_check_self)
+ * without being told. Overlapping blocks, short blocks and free lists that
+ * hand out live memory overwrite one of the checked fields. */
+
+#define BENCH_BLOCK_MIN 8u
+
+static inline void bench_block_fill(unsigned char *p, size_t size, uint64_t tag, size_t touch) {
+    memcpy(p, &tag, sizeof tag);
+    if (size >= 16) {
+        uint64_t w = (uint64_t)size ^ bench_tag(tag);
+        memcpy(p + 8, &w, sizeof w);
+        size_t n = size < touch ? size : touch;
+        if (n > 16)
+            memset(p + 16, (int)(tag >> 56), n - 16);
+    }
+    if (size > 16 || (size > 8 && size < 16))
+        p[size - 1] = (unsigned char)(tag ^ 0xA5u);
+}
+
+/* Number of damaged fields (0 when intact); *hash gets the fields mixed in
+ * (only the values read back, so it is the same under every allocator when
+ * nothing is damaged). */
+static inline unsigned bench_block_check(const unsigned char *p, size_t size, uint64_t tag,
+                                         size_t touch, uint64_t *hash) {
+    unsigned bad = 0;
+    uint64_t got, h = *hash;
+    memcpy(&got, p, sizeof got);
+    bad += got != tag;
+    h = bench_mix_u64(h, got);
+    if (size >= 16) {
+        uint64_t w;
+        memcpy(&w, p + 8, sizeof w);
+        bad += (w ^ bench_tag(tag)) != (uint64_t)size;
+        size_t n = size < touch ? size : touch;
+        if (n > 16) {
+            unsigned char f = (unsigned char)(tag >> 56);
+            size_t at[3] = {16, 16 + (n - 16) / 2, n - 1};
+            for (int i = 0; i < 3; i++)
+                bad += at[i] != size - 1 && p[at[i]] != f; /* the last byte is not filler */
+        }
+    }
+    if (size > 16 || (size > 8 && size < 16)) {
+        unsigned char last = p[size - 1];
+        bad += last != (unsigned char)(tag ^ 0xA5u);
+        h = bench_mix_byte(h, last);
+    }
+    *hash = h;
+    return bad;
+}
+
+/* For a block of >= 16 bytes whose size is not known to the checker: reads
+ * tag and size from the block itself. Returns the number of damaged fields;
+ * a size outside [min_size, max_size] counts as damage and nothing beyond
+ * the header is read. *size_out / *tag_out get what was read. */
+static inline unsigned bench_block_check_self(const unsigned char *p, size_t min_size,
+                                              size_t max_size, size_t touch, size_t *size_out,
+                                              uint64_t *tag_out, uint64_t *hash) {
+    uint64_t tag, w;
+    memcpy(&tag, p, sizeof tag);
+    memcpy(&w, p + 8, sizeof w);
+    uint64_t size = w ^ bench_tag(tag);
+    *tag_out = tag;
+    *size_out = (size_t)size;
+    if (size < min_size || size > max_size || min_size < 16)
+        return 1;
+    return bench_block_check(p, (size_t)size, tag, touch, hash);
+}
+
+/* Order-independent summary of a block (tag, size): threaded programs whose
+ * blocks are freed by whichever thread ends up holding them add this up
+ * once when the block is made and once when it is checked; the two sums must
+ * agree (no block lost or freed twice) and do not depend on scheduling. */
+static inline uint64_t bench_block_sum(uint64_t tag, size_t size) {
+    return bench_tag(tag ^ ((uint64_t)size * 0xD6E8FEB86659FD93ULL));
 }
 
 /* ---- time / memory ------------------------------------------------------- */
