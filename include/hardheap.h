@@ -251,8 +251,12 @@ typedef enum hh_misuse_e {
   HH_MISUSE_USABLE_SIZE_FREED,   /* "usable_size of a freed block <p> (size class <n>)" */
   HH_MISUSE_FREE_LIST_CORRUPTED, /* "corrupted free list in the page at <page> (size class <n>): block <b>
                                     links to <v> (heap overflow or write after free?)" */
+  HH_MISUSE_FREE_LIST_NOT_FREE,  /* "corrupted free list in the page at <page> (size class <n>): <v> is not
+                                    a free block (heap overflow or write after free?)" */
   HH_MISUSE_REMOTE_LIST_CORRUPTED, /* "corrupted remote-free list of the page at <page> (size class <n>):
-                                    double free from another thread?" */
+                                    block <b> links to <v> (heap overflow or write after free?)" */
+  HH_MISUSE_DELAYED_LIST_CORRUPTED, /* "corrupted delayed-free list of heap <h>: block <b> links to <v> (heap
+                                    overflow or write after free?)" */
   HH_MISUSE_SIZED_FREE_MISMATCH, /* "sized free of <p> with size <n> larger than its block (<m> bytes)" */
   HH_MISUSE_ALIGNED_FREE_MISALIGNED, /* "aligned sized free of <p>, which is not aligned to <a>" */
   HH_MISUSE_HEAP_NOT_OWNED,      /* "<op> of heap <h> by a thread that does not own it" */

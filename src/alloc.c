@@ -48,11 +48,21 @@ static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t**
   return page;
 }
 
+/* The block of a page the generic path found: a single-block page has no
+ * free list to pop. */
+static inline hh_block_t* page_take(hh_page_t* page) {
+  if (page->block_recip == 0) return hhi_page_take_single(page);
+  return hhi_page_pop(page);
+}
+
 hh_noinline void* hhi_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t alignment) {
-  hh_page_t* page = page_generic(&heap, size, alignment);
-  if (page == NULL) return NULL;
-  hh_block_t* block = hhi_page_pop(page);
-  return hhi_block_hand_out(page, block, block, size, zero);
+  for (;;) {
+    hh_page_t* page = page_generic(&heap, size, alignment);
+    if (page == NULL) return NULL;
+    hh_block_t* block = page_take(page);
+    /* NULL: a corrupted free list, reported and cut (HH_BLOCK_BITMAPS) */
+    if (hh_likely(block != NULL)) return hhi_block_hand_out(page, block, block, size, zero);
+  }
 }
 
 /* count * size, or false with errno ENOMEM when it overflows. */
@@ -63,9 +73,17 @@ static inline bool array_size(size_t count, size_t size, size_t* total) {
 }
 
 /* ---- fast paths ---------------------------------------------------------------*/
+/* The head of page's list failed its check: report, cut, allocate elsewhere. */
+static hh_noinline void* malloc_bad_head(hh_heap_t* heap, hh_page_t* page, size_t size, bool zero) {
+  (void)hhi_page_pop_bad(page);
+  return hhi_malloc_generic(heap, size, zero, 0);
+}
+
 static inline void* page_malloc(hh_heap_t* heap, hh_page_t* page, size_t size, bool zero) {
-  if (hh_unlikely(page->free == NULL)) return hhi_malloc_generic(heap, size, zero, 0);
-  hh_block_t* block = hhi_page_pop(page);
+  hh_block_t* block = page->free;
+  if (hh_unlikely(block == NULL)) return hhi_malloc_generic(heap, size, zero, 0);
+  if (hh_unlikely(!hhi_page_head_ok(page, block))) return malloc_bad_head(heap, page, size, zero);
+  hhi_page_take(page, block);
   return hhi_block_hand_out(page, block, block, size, zero);
 }
 
@@ -105,12 +123,18 @@ static hh_block_t* heap_take(hh_heap_t* heap, size_t size, hh_page_t** ppage) {
   hh_page_t* page = NULL;
   if (size <= HH_SMALL_SIZE_MAX) page = heap->pages_direct[hhi_wsize_of(size)];
   else if (size <= HH_MEDIUM_OBJ_SIZE_MAX) page = heap->pages[hhi_bin(size)].first;
-  if (page == NULL || page->free == NULL) {
-    page = page_generic(&heap, size, 0);
-    if (page == NULL) return NULL;
+  for (;;) {
+    if (page == NULL || page->free == NULL) {
+      page = page_generic(&heap, size, 0);
+      if (page == NULL) return NULL;
+    }
+    hh_block_t* block = page_take(page);
+    if (hh_likely(block != NULL)) {
+      *ppage = page;
+      return block;
+    }
+    page = NULL;  /* a corrupted list was cut: find another page */
   }
-  *ppage = page;
-  return hhi_page_pop(page);
 }
 
 static void* heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment, bool zero) {

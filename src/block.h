@@ -10,62 +10,77 @@
  *   hhi_block_free_local    give a block back on its owner thread
  *   hhi_block_free_remote   give a block back from another thread (page.c)
  *   hhi_block_usable_size   bytes the program may use at a pointer
- *   hhi_block_lookup        pointer -> (segment, page, block), validated (lookup.c)
+ *   hhi_lookup_in           pointer -> (segment, page, block), validated
  * The fast paths stay a single test; the secure checks sit inside these. */
 #ifndef HH_BLOCK_H
 #define HH_BLOCK_H
 
 #include "internal.h"
 
-/* ---- free-list link encoding ----------------------------------------------
+/* ---- block indices ----------------------------------------------------------
+ * The index of the block at offset of a page, by a multiplication instead
+ * of a division: exact for every offset below 2^19 and block size up to
+ * 2^16 (types.h:block_recip). Single-block pages have recip 0: index 0. */
+static inline uint32_t hhi_block_index(const hh_page_t* page, size_t offset) {
+  return (uint32_t)(((uint64_t)offset * page->block_recip) >> 35);
+}
+
+static inline uint32_t hhi_block_recip(size_t block_size) {
+  return (uint32_t)((((uint64_t)1 << 35) + block_size - 1) / block_size);
+}
+
+/* ---- free-list link encoding ------------------------------------------------
  * Threat: a heap overflow or use-after-free write into a free block rewrites
- * its link so that malloc later returns an attacker-chosen address. With
- * HH_ENCODE_FREELIST the link is stored as
- *   rotl(next ^ key0 ^ block_address, key1 & 63)
- * so writing a chosen link needs both per-page secrets, and every decoded
- * link must land on a block boundary inside the same page or the process
- * aborts. The encoding is linear in the block address, so a link copied
- * from one free block into another of the same page decodes to an address
- * of that page: the boundary check stops it only when it misses a block. In
- * the fast build links are stored plainly. */
+ * its link so that malloc later returns an attacker-chosen address, or
+ * copies a link read from another free block. With HH_ENCODE_FREELIST a
+ * link is stored as next ^ mask(block), where
+ *   mask(block) = rotl((block ^ key0) * key1, 29)    (key1 odd)
+ * is a keyed function of the block's own address that is not linear in it:
+ * a link copied from block C into block B decodes to
+ *   next(C) ^ mask(C) ^ mask(B),
+ * an unpredictable address that the checks below reject unless it happens to
+ * be a free block of the page. Keys come from ChaCha20 (random.c). Every
+ * decoded link must stay within the blocks the page has threaded; with
+ * HH_BLOCK_BITMAPS every block taken from a list must also be a free block
+ * of the page (hhi_page_pop), so even a correctly forged link can only
+ * name a block that is free anyway. The fast build stores links plainly. */
 static inline uintptr_t hhi_rotl(uintptr_t x, unsigned r) {
   r &= 63;
   return r == 0 ? x : (x << r) | (x >> (64 - r));
 }
-static inline uintptr_t hhi_rotr(uintptr_t x, unsigned r) {
-  r &= 63;
-  return r == 0 ? x : (x >> r) | (x << (64 - r));
+
+static inline uintptr_t hhi_link_mask(const hh_page_t* page, const void* block) {
+  if (!HH_ENCODE_FREELIST) return 0;
+  return hhi_rotl(((uintptr_t)block ^ page->keys[0]) * page->keys[1], 29);
 }
 
 static inline hh_encoded_t hhi_encode_link(const hh_page_t* page, const hh_block_t* block, const hh_block_t* next) {
-  if (HH_ENCODE_FREELIST) {
-    return hhi_rotl((uintptr_t)next ^ page->keys[0] ^ (uintptr_t)block, (unsigned)page->keys[1]);
-  }
-  (void)page; (void)block;
-  return (hh_encoded_t)next;
+  return (uintptr_t)next ^ hhi_link_mask(page, block);
 }
 
 static inline hh_block_t* hhi_decode_link(const hh_page_t* page, const hh_block_t* block, hh_encoded_t value) {
-  if (HH_ENCODE_FREELIST) {
-    return (hh_block_t*)(hhi_rotr(value, (unsigned)page->keys[1]) ^ page->keys[0] ^ (uintptr_t)block);
-  }
-  (void)page; (void)block;
-  return (hh_block_t*)value;
+  return (hh_block_t*)(value ^ hhi_link_mask(page, block));
 }
 
-/* Is q NULL or a block boundary of page? */
+/* The word a block handed out at an interior (aligned) address p carries in
+ * its first word, where the link was: free and realloc accept an interior
+ * pointer only when it matches, so a pointer into the middle of any other
+ * block of the page is still refused. */
+static inline uintptr_t hhi_aligned_tag(const hh_page_t* page, const hh_block_t* block, const void* p) {
+  return hhi_link_mask(page, (const uint8_t*)block + sizeof(hh_block_t)) ^ (uintptr_t)p;
+}
+
+/* Is q NULL or a block boundary among the blocks page has threaded? */
 static inline bool hhi_page_is_valid_link(const hh_page_t* page, const hh_block_t* q) {
   if (q == NULL) return true;
-  uintptr_t start = (uintptr_t)page->page_start;
-  uintptr_t a = (uintptr_t)q;
-  if (a < start) return false;
-  size_t offset = a - start;
-  return offset < (size_t)page->reserved * page->block_size && offset % page->block_size == 0;
+  size_t offset = (size_t)((uintptr_t)q - (uintptr_t)page->page_start);
+  return offset < (size_t)page->capacity * page->block_size &&
+         (size_t)hhi_block_index(page, offset) * page->block_size == offset;
 }
 
 /* The link of a free block: the next block of its list. With
- * HH_ENCODE_FREELIST a link that leaves the page is reported and the list
- * cut there (NULL). Every list walk and pop reads links through this. */
+ * HH_ENCODE_FREELIST a link that is not a block of the page is reported and
+ * the list cut there (NULL). Every list walk reads links through this. */
 static inline hh_block_t* hhi_block_next(const hh_page_t* page, const hh_block_t* block) {
   hh_block_t* next = hhi_decode_link(page, block, block->next);
   hh_assert(HH_ENCODE_FREELIST || hhi_page_is_valid_link(page, next));  /* else a reported misuse */
@@ -80,20 +95,76 @@ static inline void hhi_block_set_next(const hh_page_t* page, hh_block_t* block, 
   block->next = hhi_encode_link(page, block, next);
 }
 
-/* ---- taking a block from a page ------------------------------------------------*/
-/* The next free block of page (page->free must not be empty). */
-static inline hh_block_t* hhi_page_pop(hh_page_t* page) {
-  hh_block_t* block = page->free;
-  page->free = hhi_block_next(page, block);
+/* ---- block bitmaps (types.h: hh_page_maps_t) ------------------------------------*/
+static inline hh_page_maps_t* hhi_page_maps(const hh_page_t* page) {
+  return (hh_page_maps_t*)((uint8_t*)hhi_page_segment(page) + HH_SEGMENT_MAPS_OFFSET) + page->segment_idx;
+}
+
+static inline bool hhi_map_test(_Atomic(uint64_t)* map, uint32_t idx) {
+  return ((atomic_load_explicit(&map[idx / 64], memory_order_relaxed) >> (idx % 64)) & 1) != 0;
+}
+
+/* live bits: only the owner writes, so a load and a store (no RMW). */
+static inline void hhi_map_owner_set(_Atomic(uint64_t)* map, uint32_t idx) {
+  uint64_t w = atomic_load_explicit(&map[idx / 64], memory_order_relaxed);
+  atomic_store_explicit(&map[idx / 64], w | ((uint64_t)1 << (idx % 64)), memory_order_relaxed);
+}
+
+static inline void hhi_map_owner_clear(_Atomic(uint64_t)* map, uint32_t idx) {
+  uint64_t w = atomic_load_explicit(&map[idx / 64], memory_order_relaxed);
+  atomic_store_explicit(&map[idx / 64], w & ~((uint64_t)1 << (idx % 64)), memory_order_relaxed);
+}
+
+/* Is the block at idx handed out (live and not freed by another thread)? */
+static inline bool hhi_block_is_live(const hh_page_t* page, uint32_t idx) {
+  hh_page_maps_t* maps = hhi_page_maps(page);
+  return hhi_map_test(maps->live, idx) && !hhi_map_test(maps->remote, idx);
+}
+
+/* ---- taking a block from a page ------------------------------------------------
+ * With HH_BLOCK_BITMAPS the head of a free list is checked before it is
+ * read: it must be a block boundary among the blocks the page has threaded
+ * and not handed out (its live bit clear). That proves every link that led
+ * to it, so a forged or duplicated link can at most name a block that is
+ * free anyway, and no block is ever handed out twice. The check makes no
+ * call, so the fast path keeps its registers; a failing head goes to the
+ * slow path, which reports it (hhi_page_pop_bad). */
+static inline bool hhi_page_head_ok(const hh_page_t* page, const hh_block_t* block) {
+  if (!HH_BLOCK_BITMAPS) return true;
+  size_t offset = (size_t)((const uint8_t*)block - page->page_start);
+  uint32_t idx = hhi_block_index(page, offset);
+  if (hh_unlikely(offset >= (size_t)page->capacity * page->block_size || (size_t)idx * page->block_size != offset)) {
+    return false;
+  }
+  _Atomic(uint64_t)* word = &hhi_page_maps(page)->live[idx / 64];
+  uint64_t bit = (uint64_t)1 << (idx % 64);
+  uint64_t bits = atomic_load_explicit(word, memory_order_relaxed);
+  if (hh_unlikely((bits & bit) != 0)) return false;
+  atomic_store_explicit(word, bits | bit, memory_order_relaxed);
+  return true;
+}
+
+/* Take block, the checked head of page's free list. */
+static inline hh_block_t* hhi_page_take(hh_page_t* page, hh_block_t* block) {
+  page->free = hhi_decode_link(page, block, block->next);  /* checked when it is the head */
   page->used++;
   return block;
+}
+
+/* The next free block of page (page->free must not be empty); NULL when
+ * the head was not a free block (reported, the list cut). */
+static inline hh_block_t* hhi_page_pop(hh_page_t* page) {
+  hh_block_t* block = page->free;
+  if (hh_unlikely(!hhi_page_head_ok(page, block))) return hhi_page_pop_bad(page);
+  return hhi_page_take(page, block);
 }
 
 /* ---- handing a block out ----------------------------------------------------------
  * block was just taken from page; p is the address the program gets (the
  * block itself, or an aligned address inside it) for a request of size
  * bytes. Zeroes the block when asked, never lets a link leave the
- * allocator, and tells the tracking tool. */
+ * allocator, marks an interior address so free can tell it from a guess,
+ * and tells the tracking tool. */
 static inline void* hhi_block_hand_out(const hh_page_t* page, hh_block_t* block, void* p, size_t size, bool zero) {
   if (zero) {
     if (page->free_is_zero) block->next = 0;
@@ -101,28 +172,20 @@ static inline void* hhi_block_hand_out(const hh_page_t* page, hh_block_t* block,
   } else if (HH_CLEAR_HANDED_OUT_LINK) {
     block->next = 0;
   }
+  if (HH_CHECK_POINTERS && p != (void*)block) block->next = hhi_aligned_tag(page, block, p);
   hhi_track_malloc(p, size, page->block_size - (size_t)((uint8_t*)p - (uint8_t*)block), zero);
   return p;
 }
 
 /* ---- freeing a block on its owner thread -------------------------------------------
- * Double-free test: a cheap filter inline (a block on a free list has a
- * first word that decodes to a valid link of its page; hand-out clears that
- * word), the exact walk of the page's lists out of line (page.c). */
-static inline bool hhi_block_is_double_free(const hh_page_t* page, const hh_block_t* block) {
-  if (!hhi_page_is_valid_link(page, hhi_decode_link(page, block, block->next))) return false;
-  return hhi_page_block_is_free(page, block);
-}
-
-/* block (handed out as p) comes back to its owner thread. may_be_full: the
- * page may be in the full queue (the caller has not tested page->flags);
- * the fast path of free passes false. */
-static inline void hhi_block_free_local(hh_page_t* page, hh_block_t* block, const void* p, bool may_be_full) {
+ * block (index idx, handed out as p) comes back to its owner thread; the
+ * lookup checked it is handed out. may_be_full: the page may be in the full
+ * queue (the caller has not tested page->flags); the fast path of free
+ * passes false. */
+static inline void hhi_block_free_local(hh_page_t* page, hh_block_t* block, uint32_t idx, const void* p,
+                                        bool may_be_full) {
   hh_assert(atomic_load_explicit(&hhi_page_segment(page)->thread_id, memory_order_relaxed) == hhi_thread_id());
-  if (HH_DETECT_DOUBLE_FREE && hh_unlikely(hhi_block_is_double_free(page, block))) {
-    hhi_misuse_on_page(HH_MISUSE_DOUBLE_FREE, HH_OP_FREE, p, page);
-    return;
-  }
+  if (HH_BLOCK_BITMAPS) hhi_map_owner_clear(hhi_page_maps(page)->live, idx);
   hhi_track_free(p, block, page->block_size);
   hhi_block_set_next(page, block, page->local_free);
   page->local_free = block;
@@ -152,20 +215,23 @@ static inline hh_page_t* hhi_lookup_page(const hh_segment_t* segment, const void
 }
 
 /* The rest, for a p whose segment is in the map: the page must be in use
- * and p inside its blocks; with validate (HH_CHECK_POINTERS) also the
- * segment cookie, the bound of blocks handed out (the owner may compare
- * against capacity; other threads read only fields fixed while the page is
- * in use: reserved), a large block's live flag, and the block boundary
- * (interior pointers only on pages that handed out aligned ones). Reports
- * (lookup.c) and returns false when p does not qualify. */
+ * and p inside its blocks. With validate (HH_CHECK_POINTERS) also: the
+ * segment cookie; the bound of blocks handed out (the owner compares with
+ * capacity; other threads read only fields fixed while the page is in
+ * use: reserved); an interior pointer only where the block was handed out
+ * at exactly that address (its tag); and that the block is handed out (the
+ * live bitmap, a single block's live flag). Reports (lookup.c) and returns
+ * false when p does not qualify. */
 static inline bool hhi_lookup_in(const void* p, hh_segment_t* segment, hh_op_t op, hh_block_ref_t* ref,
                                  bool validate) {
   if (validate && hh_unlikely(segment->cookie != ((uintptr_t)segment ^ hhi_process_cookie))) {
-    return hhi_lookup_fail(HH_MISUSE_SEGMENT_CORRUPTED, op, p, segment, NULL);
+    hhi_lookup_fail(HH_MISUSE_SEGMENT_CORRUPTED, op, p, segment, NULL, 0);
+    return false;
   }
   hh_page_t* page = hhi_lookup_page(segment, p);
   if (hh_unlikely(!page->segment_in_use || page->block_size == 0)) {
-    return hhi_lookup_fail(HH_MISUSE_FREE_PAGE, op, p, segment, page);
+    hhi_lookup_fail(HH_MISUSE_FREE_PAGE, op, p, segment, page, 0);
+    return false;
   }
   bool is_owner = atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hhi_thread_id();
   size_t offset = (size_t)((const uint8_t*)p - page->page_start);
@@ -173,22 +239,29 @@ static inline bool hhi_lookup_in(const void* p, hh_segment_t* segment, hh_op_t o
   if (hh_unlikely((const uint8_t*)p < page->page_start || offset >= (size_t)limit * page->block_size)) {
     /* in the segment's metadata, past the end of a huge block, or a block
      * never handed out */
-    return hhi_lookup_fail(HH_MISUSE_NOT_A_BLOCK, op, p, segment, page);
+    hhi_lookup_fail(HH_MISUSE_NOT_A_BLOCK, op, p, segment, page, 0);
+    return false;
   }
-  hh_block_t* block = (hh_block_t*)((const uint8_t*)p - offset % page->block_size);
+  uint32_t idx = hhi_block_index(page, offset);
+  hh_block_t* block = (hh_block_t*)(page->page_start + (size_t)idx * page->block_size);
   if (validate) {
-    if (segment->kind == HH_SEGMENT_LARGE &&
-        hh_unlikely(atomic_load_explicit(&page->single_live, memory_order_relaxed) == 0)) {
-      /* a freed span waiting in some thread's span cache */
-      return hhi_lookup_fail(HH_MISUSE_FREE_PAGE, op, p, segment, page);
+    if (hh_unlikely((const void*)block != p) &&
+        (!(hhi_page_flags(page) & HH_PAGE_HAS_ALIGNED) || block->next != hhi_aligned_tag(page, block, p))) {
+      hhi_lookup_fail(HH_MISUSE_INTERIOR_POINTER, op, p, segment, page, idx);
+      return false;
     }
-    if (hh_unlikely((const void*)block != p && !(hhi_page_flags(page) & HH_PAGE_HAS_ALIGNED))) {
-      return hhi_lookup_fail(HH_MISUSE_INTERIOR_POINTER, op, p, segment, page);
+    bool live = hhi_segment_kind_is_single(segment->kind)
+                    ? atomic_load_explicit(&page->single_live, memory_order_relaxed) != 0
+                    : !HH_BLOCK_BITMAPS || hhi_block_is_live(page, idx);
+    if (hh_unlikely(!live)) {
+      hhi_lookup_fail(HH_MISUSE_DOUBLE_FREE, op, p, segment, page, idx);
+      return false;
     }
   }
   ref->segment = segment;
   ref->page = page;
   ref->block = block;
+  ref->idx = idx;
   ref->is_owner = is_owner;
   return true;
 }

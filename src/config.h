@@ -8,13 +8,19 @@
  *
  * The secure ladder (each level includes the ones below it):
  *   0  fast: checks only what costs nothing (a pointer outside every
- *      segment is never dereferenced); misuse is reported and ignored.
- *   1  integrity: free-list links encoded with per-page keys and checked on
- *      every pop and walk; every free, realloc and usable_size validates its
- *      pointer (segment cookie, page in use, block boundary); double frees
- *      are looked for on every free; new blocks are threaded in random
- *      order; handed-out blocks never carry a link; a guard page sits
- *      between each segment's metadata and its first block; misuse aborts.
+ *      segment is never dereferenced, nor one outside its page's blocks
+ *      off the fast path); misuse is reported and ignored.
+ *   1  integrity: metadata out of reach and free lists that cannot be
+ *      forged. Every segment ends in a guard page and one sits between its
+ *      metadata and its first block; segments and thread data are mapped at
+ *      random addresses, thread data between guard pages; free-list links
+ *      are masked with a keyed non-linear function of the block address and
+ *      keys come from ChaCha20; per-page bitmaps of live and remotely freed
+ *      blocks make every pop, free, remote free and list walk a bit test, so
+ *      double frees are caught on every path and no block is handed out
+ *      twice; every free, realloc and usable_size validates its pointer;
+ *      new blocks are threaded in random order; freed huge blocks stay
+ *      mapped inaccessible for a while; misuse aborts.
  * libhardheap is level 0; libhardheap-secure is HH_SECURE_LEVEL_MAX unless
  * the build asks for another (cmake -DHARDHEAP_SECURE_LEVEL=N). */
 #ifndef HH_CONFIG_H
@@ -33,15 +39,25 @@
 #define HH_SECURE_LEVEL HARDHEAP_SECURE
 
 /* ---- level 1: integrity -------------------------------------------------- */
-#define HH_ENCODE_FREELIST (HH_SECURE_LEVEL >= 1)      /* block.h: hhi_encode_link */
-#define HH_CHECK_POINTERS (HH_SECURE_LEVEL >= 1)       /* lookup.c: full pointer validation on every call */
-#define HH_DETECT_DOUBLE_FREE (HH_SECURE_LEVEL >= 1)   /* block.h: hhi_block_free_local */
+#define HH_ENCODE_FREELIST (HH_SECURE_LEVEL >= 1)      /* block.h: hhi_link_mask, links checked on every walk */
+#define HH_BLOCK_BITMAPS (HH_SECURE_LEVEL >= 1)        /* types.h: hh_page_maps_t; block.h: pop, free, lookup */
+#define HH_CHECK_POINTERS (HH_SECURE_LEVEL >= 1)       /* block.h: hhi_lookup_in validates every pointer */
 #define HH_RANDOMIZE_EXTEND (HH_SECURE_LEVEL >= 1)     /* page.c: page_extend */
-#define HH_CLEAR_HANDED_OUT_LINK (HH_SECURE_LEVEL >= 1) /* block.h: hhi_block_hand_out */
-#define HH_GUARD_METADATA (HH_SECURE_LEVEL >= 1)       /* segment.c: segment_info_size */
+#define HH_CLEAR_HANDED_OUT_LINK (HH_SECURE_LEVEL >= 1) /* block.h: hhi_block_hand_out; page.c: stale links */
+#define HH_GUARD_METADATA (HH_SECURE_LEVEL >= 1)       /* segment.c: guard after the metadata */
+#define HH_GUARD_SEGMENT_END (HH_SECURE_LEVEL >= 1)    /* segment.c: guard in a segment's last OS page */
+#define HH_RANDOM_ADDRESSES (HH_SECURE_LEVEL >= 1)     /* segment.c, heap.c: random mapping hints */
+#define HH_GUARD_THREAD_DATA (HH_SECURE_LEVEL >= 1)    /* heap.c: thread data between guard pages */
+#define HH_HUGE_QUARANTINE (HH_SECURE_LEVEL >= 1)      /* segment.c: freed huge blocks kept inaccessible */
 #define HH_MISUSE_ABORTS_BY_DEFAULT (HH_SECURE_LEVEL >= 1) /* options.c: ABORT_ON_MISUSE default */
 #define HH_BUILD_NAME (HH_SECURE_LEVEL == 0 ? "default" : "secure")
 #define HH_ERRORS_ALWAYS_SHOWN (HH_SECURE_LEVEL >= 1)    /* options.c: SHOW_ERRORS cannot be turned off */
+
+/* Freed huge blocks kept mapped but inaccessible (HH_HUGE_QUARANTINE), at
+ * most this many and this many bytes of address space (their memory is
+ * returned at once); the oldest is unmapped first. */
+#define HH_HUGE_QUARANTINE_MAX 16
+#define HH_HUGE_QUARANTINE_BYTES ((size_t)1 << 30)
 
 /* ---- compiler helpers ------------------------------------------------------ */
 #define hh_likely(x) __builtin_expect(!!(x), 1)

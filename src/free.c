@@ -21,12 +21,12 @@ static void free_single(const hh_block_ref_t* ref, void* p) {
   hhi_single_free(page, hhi_current_tld());
 }
 
-void hhi_free_ref(const hh_block_ref_t* ref, void* p) {
+static inline void free_ref(const hh_block_ref_t* ref, void* p) {
   switch (ref->segment->kind) {
     case HH_SEGMENT_SMALL:
     case HH_SEGMENT_MEDIUM:
-      if (ref->is_owner) hhi_block_free_local(ref->page, ref->block, p, true);
-      else hhi_block_free_remote(ref->page, ref->block, p);
+      if (ref->is_owner) hhi_block_free_local(ref->page, ref->block, ref->idx, p, true);
+      else hhi_block_free_remote(ref->page, ref->block, ref->idx, p);
       return;
     case HH_SEGMENT_LARGE:
     case HH_SEGMENT_HUGE:
@@ -35,9 +35,13 @@ void hhi_free_ref(const hh_block_ref_t* ref, void* p) {
   }
 }
 
+void hhi_free_ref(const hh_block_ref_t* ref, void* p) {
+  free_ref(ref, p);
+}
+
 static hh_noinline void free_generic(void* p, hh_segment_t* segment) {
   hh_block_ref_t ref;
-  if (hhi_block_lookup_in(p, segment, HH_OP_FREE, &ref)) hhi_free_ref(&ref, p);
+  if (hhi_block_lookup_in(p, segment, HH_OP_FREE, &ref)) free_ref(&ref, p);
 }
 
 void hh_free(void* p) {
@@ -51,7 +55,7 @@ void hh_free(void* p) {
   if (!HH_CHECK_POINTERS &&
       hh_likely(atomic_load_explicit(&segment->thread_id, memory_order_relaxed) == hhi_thread_id() &&
                 hhi_page_flags(page) == 0)) {
-    hhi_block_free_local(page, (hh_block_t*)p, p, false);
+    hhi_block_free_local(page, (hh_block_t*)p, 0, p, false);
     return;
   }
   free_generic(p, segment);
@@ -73,7 +77,7 @@ void hh_free_sized(void* p, size_t size) {
                                                 .usable_size = usable});
       return;
     }
-    hhi_free_ref(&ref, p);
+    free_ref(&ref, p);
     return;
   }
   hh_free(p);

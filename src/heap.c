@@ -47,6 +47,8 @@ void hhi_heap_process_init(void) {
 /* Initialise heap as a heap of the thread whose data is tld. */
 
 static void heap_init(hh_heap_t* heap, hh_tld_t* tld) {
+  /* a first-class heap is keyed from its thread's heap (no system call) */
+  hh_heap_t* key_from = tld->heap_backing != heap ? tld->heap_backing : NULL;
   hhi_singles_lock(heap);
   memset(heap, 0, offsetof(hh_heap_t, singles_lock));
   hhi_singles_unlock(heap);
@@ -56,7 +58,7 @@ static void heap_init(hh_heap_t* heap, hh_tld_t* tld) {
   heap->pages[HH_BIN_HUGE].block_size = HH_LARGE_OBJ_SIZE_MAX + HH_MIN_ALIGN;
   heap->pages[HH_BIN_FULL].block_size = HH_LARGE_OBJ_SIZE_MAX + 2 * HH_MIN_ALIGN;
   heap->thread_id = hhi_thread_id();
-  heap->random = hhi_random_seed();
+  hhi_random_heap_init(heap, key_from);
 }
 
 static hh_thread_data_t* thread_data_alloc(void) {
@@ -65,7 +67,14 @@ static hh_thread_data_t* thread_data_alloc(void) {
   if (td != NULL) thread_data_free = td->next_free;
   pthread_mutex_unlock(&thread_data_lock);
   if (td != NULL) return td;
-  td = hhi_os_alloc_aligned(sizeof(hh_thread_data_t), hhi_os_page_size(), 0, false);
+  if (HH_GUARD_THREAD_DATA) {
+    /* away from every block, between guard pages: an overflow off a block
+     * cannot reach another thread's pages_direct */
+    uintptr_t hint = HH_RANDOM_ADDRESSES ? hhi_random_address(NULL, hhi_os_page_size()) : 0;
+    td = hhi_os_alloc_guarded(sizeof(hh_thread_data_t), hint);
+  } else {
+    td = hhi_os_alloc_aligned(sizeof(hh_thread_data_t), hhi_os_page_size(), 0, 0, false);
+  }
   if (td == NULL) return NULL;
   pthread_mutex_lock(&thread_data_lock);
   hh_thread_data_t** link = &thread_data_all;  /* sorted by address: fork's lock order */
@@ -102,6 +111,7 @@ hh_heap_t* hhi_heap_thread_init(void) {
   tld->thread_id = hhi_thread_id();
   heap_init(heap, tld);
   tld->heap_backing = heap;
+  hhi_chacha_derive(&tld->address_stream, &heap->keys_stream, 3);
   hhi_heap_default = heap;
   /* after setting the default: pthread_setspecific may itself allocate */
   if (thread_key_ready) pthread_setspecific(thread_key, heap);
@@ -113,14 +123,24 @@ hh_heap_t* hhi_heap_thread_init(void) {
  * hhi_block_free_remote), links encoded with the block's page keys. */
 void hhi_heap_delayed_free_all(hh_heap_t* heap) {
   hh_block_t* block = atomic_exchange_explicit(&heap->thread_delayed_free, NULL, memory_order_acquire);
+  hh_block_t* prev = NULL;
+  size_t steps = 0;
   while (block != NULL) {
-    hh_page_t* page = hhi_lookup_page(hhi_ptr_segment(block), block);
-    hh_block_t* next = hhi_decode_link(page, block, block->next);
-    if (HH_CHECK_POINTERS && next != NULL && !hhi_segment_map_contains(hhi_ptr_segment(next))) {
-      hhi_report_corrupt_link(page, block, (uintptr_t)next);
-      next = NULL;  /* going on: the rest of the list is lost */
+    /* every link is checked like a pointer passed to free: a block of a
+     * page of this heap (then page.c checks it was freed remotely) */
+    hh_block_ref_t ref;
+    if (hh_unlikely(!hhi_page_lookup(block, HH_OP_NONE, &ref) || ref.block != block ||
+                    atomic_load_explicit(&ref.page->heap, memory_order_relaxed) != heap ||
+                    hhi_segment_kind_is_single(ref.segment->kind) || ++steps > ((size_t)1 << 40))) {
+      hhi_misuse(HH_OP_NONE, (hh_misuse_info_t){.kind = HH_MISUSE_DELAYED_LIST_CORRUPTED,
+                                                .heap = heap,
+                                                .block = prev,
+                                                .value = (uintptr_t)block});
+      return;  /* going on: the rest of the list is lost */
     }
-    hhi_page_free_delayed_block(block);
+    hh_block_t* next = hhi_decode_link(ref.page, block, block->next);
+    hhi_page_free_delayed_block(&ref);
+    prev = block;
     block = next;
   }
 }
@@ -202,6 +222,16 @@ void hhi_heap_fork_release(void) {
   hhi_singles_unlock(&hhi_heap_main);
   pthread_mutex_unlock(&thread_data_lock);
   pthread_mutex_unlock(&deferred_lock);
+}
+
+void hhi_heap_fork_child_reseed(void) {
+  hh_heap_t* heap = hhi_heap_default;
+  if (!hhi_heap_is_initialized(heap) || heap->tld == NULL) return;
+  hh_tld_t* tld = heap->tld;
+  hh_heap_t* backing = tld->heap_backing;
+  hhi_random_heap_init(backing, NULL);
+  hhi_chacha_derive(&tld->address_stream, &backing->keys_stream, 3);
+  for (hh_heap_t* h = tld->heaps; h != NULL; h = h->next) hhi_random_heap_init(h, backing);
 }
 
 /* ---- deferred free --------------------------------------------------------------*/

@@ -25,12 +25,20 @@ static void fork_release(void) {
   hhi_heap_fork_release();
 }
 
+/* The child also gets fresh random streams: a forking server's children
+ * must not share their future keys, shuffle orders and addresses with
+ * each other and with the parent. */
+static void fork_child(void) {
+  fork_release();
+  hhi_heap_fork_child_reseed();
+}
+
 static void process_init_once(void) {
   hhi_os_init();
   hhi_options_init();
   hhi_random_init();
   hhi_heap_process_init();
-  pthread_atfork(fork_prepare, fork_release, fork_release);
+  pthread_atfork(fork_prepare, fork_release, fork_child);
   hhi_process_is_initialized = true;
   hhi_verbose_message("process initialised (%s build, secure level %d, version %d.%d.%d)", HH_BUILD_NAME,
                       HH_SECURE_LEVEL, HH_VERSION_MAJOR, HH_VERSION_MINOR, HH_VERSION_PATCH);

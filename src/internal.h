@@ -43,10 +43,21 @@
 /* ---- random.c: randomness, keys, the process cookie -------------------------*/
 extern uintptr_t hhi_process_cookie;
 void hhi_random_init(void);
+/* splitmix64 step: fast, invertible; only for shuffles seeded per batch. */
 uint64_t hhi_random_next(uint64_t* state);
-uint64_t hhi_random_seed(void);
+/* The next 64 bits of a ChaCha20 stream. */
+uint64_t hhi_chacha_next(hh_chacha_t* ctx);
+/* Key ctx from the output of another stream (stream: the nonce, one per purpose). */
+void hhi_chacha_derive(hh_chacha_t* ctx, hh_chacha_t* from, uint32_t stream);
+/* Key heap's streams: from the kernel, or (from != NULL) from from's key stream. */
+void hhi_random_heap_init(hh_heap_t* heap, hh_heap_t* from);
 /* Fresh free-list keys for a page of heap. */
 void hhi_page_init_keys(hh_heap_t* heap, hh_page_t* page);
+/* A seed for the shuffle of one batch of new blocks. */
+uint64_t hhi_random_shuffle_seed(hh_heap_t* heap);
+/* A random address aligned to alignment for a new mapping, from stream (or
+ * the kernel when stream is NULL); 0 when none can be had. */
+uintptr_t hhi_random_address(hh_chacha_t* stream, size_t alignment);
 
 /* ---- segment_map.c: which 4 MiB-aligned addresses are hardheap segments ------
  * One bit per segment-aligned address of a 48-bit address space: free finds
@@ -71,12 +82,18 @@ hh_page_t* hhi_segment_page_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t 
 void hhi_segment_page_free(hh_page_t* page, bool force);
 /* A huge segment for one block of block_size bytes aligned to alignment. */
 hh_page_t* hhi_segment_huge_alloc(hh_tld_t* tld, size_t block_size, size_t alignment);
-/* Take the right to free a huge block (any thread); false: a double free. */
-bool hhi_segment_huge_claim(hh_page_t* page);
-/* Unmap a claimed huge block's segment. */
+/* Release a claimed huge block: unmap its segment, or with
+ * HH_HUGE_QUARANTINE keep it mapped inaccessible for a while. */
 void hhi_segment_huge_free(hh_page_t* page);
 /* Can the huge block of page serve newsize bytes in place (realloc)? */
 bool hhi_segment_huge_resize(const hh_page_t* page, size_t newsize);
+/* Zero the link words the last page of a free slot left at its block
+ * starts (its class and capacity are kept while the slot is free). */
+void hhi_segment_clear_links(hh_segment_t* segment, hh_page_t* slot);
+/* Bytes of metadata (and guard) before a segment's first block, and of the
+ * guard at its end: the same for every kind. */
+size_t hhi_segment_info_size(void);
+size_t hhi_segment_end_guard_size(void);
 /* Start of the memory of page and its usable size in bytes. */
 uint8_t* hhi_segment_page_area(const hh_segment_t* segment, const hh_page_t* page, size_t* size);
 /* Purge expired free page slots of tld (all of them, and the cache, with force). */
@@ -106,8 +123,9 @@ void hhi_segment_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool for
 /* A span for a block of block_size bytes aligned to alignment (at most
  * SEGMENT_SIZE / 2); tld's span cache is tried first. */
 hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t block_size, size_t alignment);
-/* Take the right to free a large block (any thread); false: a double free. */
-bool hhi_span_claim(hh_page_t* page);
+/* Can a span hold block_size bytes aligned to alignment at all (the
+ * metadata and guard slices leave room)? Otherwise it needs a huge segment. */
+bool hhi_span_can_hold(size_t block_size, size_t alignment);
 /* Release a claimed span: into tld's span cache (tld may be NULL), else
  * back to its segment. */
 void hhi_span_free(hh_page_t* page, hh_tld_t* tld);
@@ -153,6 +171,8 @@ bool hhi_page_block_is_free(const hh_page_t* page, const hh_block_t* block);
  * counts[0..2]; false if a block is listed twice, lies off a block boundary
  * or beyond capacity (a corrupted list). */
 bool hhi_page_free_map(const hh_page_t* page, uint64_t* map, size_t counts[3]);
+/* The block of a fresh single-block page (large or huge). */
+hh_block_t* hhi_page_take_single(hh_page_t* page);
 /* Take the right to free the block of a large or huge page (any thread);
  * false if another free took it already (a double free). */
 bool hhi_single_claim(hh_page_t* page);
@@ -165,12 +185,16 @@ bool hhi_single_resize(hh_page_t* page, size_t newsize);
 void hhi_page_collect_retired(hh_heap_t* heap, bool free_all, bool purge);
 /* Adopt one abandoned segment's pages into heap; false if there was none. */
 bool hhi_page_reclaim_abandoned(hh_heap_t* heap);
-/* The block moment "freed by another thread" (block.h). */
-void hhi_block_free_remote(hh_page_t* page, hh_block_t* block, const void* p);
-/* A block from a heap's delayed list, freed now by its owner. */
-void hhi_page_free_delayed_block(hh_block_t* block);
+/* The block moment "freed by another thread" (block.h); idx: its index. */
+void hhi_block_free_remote(hh_page_t* page, hh_block_t* block, uint32_t idx, const void* p);
+/* A block of a heap's delayed list (found with hhi_page_lookup), freed now
+ * by its owner. */
+void hhi_page_free_delayed_block(const hh_block_ref_t* ref);
 /* Report a link that leaves its page (block.h:hhi_block_next). */
 hh_cold void hhi_report_corrupt_link(const hh_page_t* page, const hh_block_t* block, uintptr_t value);
+/* The head of page's free list is not a free block (block.h:hhi_page_pop):
+ * report, cut the list, return NULL. */
+hh_cold hh_block_t* hhi_page_pop_bad(hh_page_t* page);
 
 /* ---- heap.c -------------------------------------------------------------------*/
 extern const hh_heap_t hhi_heap_empty;
@@ -181,6 +205,8 @@ void hhi_heap_process_init(void);
 /* Take / release every heap lock around fork (init.c). */
 void hhi_heap_fork_prepare(void);
 void hhi_heap_fork_release(void);
+/* In a forked child: fresh random streams for the thread's heaps. */
+void hhi_heap_fork_child_reseed(void);
 /* Is heap an initialised heap of the calling thread? */
 bool hhi_heap_is_mine(const hh_heap_t* heap);
 /* Call the registered deferred-free function, unless already inside it. */
@@ -205,9 +231,12 @@ void hhi_free_ref(const hh_block_ref_t* ref, void* p);
  * return false when p does not qualify. */
 bool hhi_page_lookup(const void* p, hh_op_t op, hh_block_ref_t* ref);
 bool hhi_block_lookup(const void* p, hh_op_t op, hh_block_ref_t* ref);
-/* The report of a failed lookup (block.h:hhi_lookup_in); returns false. */
-hh_cold bool hhi_lookup_fail(hh_misuse_t kind, hh_op_t op, const void* p, const hh_segment_t* segment,
-                             const hh_page_t* page);
+/* The report of a failed lookup (block.h:hhi_lookup_in).
+ * kind HH_MISUSE_DOUBLE_FREE stands for "the block is not handed out"; the
+ * report names it by op (realloc, usable_size) and by whether the block was
+ * ever handed out (idx: its index). */
+hh_cold void hhi_lookup_fail(hh_misuse_t kind, hh_op_t op, const void* p, const hh_segment_t* segment,
+                             const hh_page_t* page, uint32_t idx);
 
 /* ---- validate.c: invariant checks (types.h) ---------------------------------------
  * Each returns true when the invariants hold, else reports and returns false. */

@@ -14,28 +14,43 @@
  * This file holds the entry points and the reports. */
 #include "internal.h"
 
-bool hhi_lookup_fail(hh_misuse_t kind, hh_op_t op, const void* p, const hh_segment_t* segment,
-                     const hh_page_t* page) {
-  if (op == HH_OP_NONE) return false;  /* a query: no report */
+/* A block that is not handed out: named by the call that found it. */
+static hh_misuse_t freed_kind(hh_op_t op) {
+  switch (op) {
+    case HH_OP_REALLOC: return HH_MISUSE_REALLOC_FREED;
+    case HH_OP_USABLE_SIZE: return HH_MISUSE_USABLE_SIZE_FREED;
+    default: return HH_MISUSE_DOUBLE_FREE;
+  }
+}
+
+void hhi_lookup_fail(hh_misuse_t kind, hh_op_t op, const void* p, const hh_segment_t* segment,
+                     const hh_page_t* page, uint32_t idx) {
+  if (op == HH_OP_NONE) return;  /* a query: no report */
   switch (kind) {
     case HH_MISUSE_SEGMENT_CORRUPTED:
       hhi_misuse(op, (hh_misuse_info_t){.kind = kind, .pointer = p, .segment = segment});
-      return false;
+      return;
     case HH_MISUSE_FREE_PAGE:
-      /* a large block freed before keeps its start and size in the
-       * descriptor of its first slice: say what really happened */
-      if (segment->kind == HH_SEGMENT_LARGE && page->page_start == (const uint8_t*)p && page->block_size != 0) {
-        kind = op == HH_OP_REALLOC       ? HH_MISUSE_REALLOC_FREED
-               : op == HH_OP_USABLE_SIZE ? HH_MISUSE_USABLE_SIZE_FREED
-                                         : HH_MISUSE_DOUBLE_FREE;
-        hhi_misuse_on_page(kind, op, p, page);
-        return false;
+      /* a large or huge block freed before keeps its start and size in its
+       * descriptor: say what really happened */
+      if (hhi_segment_kind_is_single(segment->kind) && page->page_start == (const uint8_t*)p &&
+          page->block_size != 0) {
+        hhi_misuse_on_page(freed_kind(op), op, p, page);
+        return;
       }
       hhi_misuse_on_page(kind, op, p, NULL);
-      return false;
+      return;
+    case HH_MISUSE_DOUBLE_FREE:
+      /* not handed out: never (beyond what the page has threaded), or freed */
+      if (!hhi_segment_kind_is_single(segment->kind) && idx >= __atomic_load_n(&page->capacity, __ATOMIC_RELAXED)) {
+        hhi_misuse_on_page(HH_MISUSE_NOT_A_BLOCK, op, p, page);
+      } else {
+        hhi_misuse_on_page(freed_kind(op), op, p, page);
+      }
+      return;
     default:
       hhi_misuse_on_page(kind, op, p, page);
-      return false;
+      return;
   }
 }
 

@@ -31,9 +31,16 @@ static const hh_misuse_desc_t misuse_table[HH_MISUSE_COUNT_] = {
     [HH_MISUSE_FREE_LIST_CORRUPTED] = {"free-list-corrupted",
                                        "corrupted free list in the page at {page} (size class {size_class}): block "
                                        "{block} links to {value} (heap overflow or write after free?)"},
+    [HH_MISUSE_FREE_LIST_NOT_FREE] = {"free-list-not-free",
+                                      "corrupted free list in the page at {page} (size class {size_class}): "
+                                      "{value} is not a free block (heap overflow or write after free?)"},
     [HH_MISUSE_REMOTE_LIST_CORRUPTED] = {"remote-list-corrupted",
                                          "corrupted remote-free list of the page at {page} (size class "
-                                         "{size_class}): double free from another thread?"},
+                                         "{size_class}): block {block} links to {value} (heap overflow or write "
+                                         "after free?)"},
+    [HH_MISUSE_DELAYED_LIST_CORRUPTED] = {"delayed-list-corrupted",
+                                          "corrupted delayed-free list of heap {heap}: block {block} links to "
+                                          "{value} (heap overflow or write after free?)"},
     [HH_MISUSE_SIZED_FREE_MISMATCH] = {"sized-free-mismatch", "sized free of {pointer} with size {size} larger "
                                                               "than its block ({usable_size} bytes)"},
     [HH_MISUSE_ALIGNED_FREE_MISALIGNED] = {"aligned-free-misaligned",

@@ -52,18 +52,22 @@ static void os_advise_huge(void* p, size_t size, bool huge_pages) {
 #endif
 }
 
-void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, bool huge_pages) {
-    size = hhi_align_up(size, os_page_size);
+void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, uintptr_t hint, bool huge_pages) {
+  size = hhi_align_up(size, os_page_size);
   if (size == 0 || size > HH_MAX_ALLOC_SIZE + 2 * HH_SEGMENT_SIZE) return NULL;
 
-  /* First try right after the previous mapping. */
-  uintptr_t hint = atomic_load_explicit(&aligned_hint, memory_order_relaxed);
-  if (hint != 0) {
-    uintptr_t want = hhi_align_up(hint + align_offset, alignment) - align_offset;
+  /* First try the caller's address (random placement), else right after the
+   * previous mapping: both usually land aligned and cost one mmap. */
+  uintptr_t want = hint;
+  if (want == 0) {
+    uintptr_t previous = atomic_load_explicit(&aligned_hint, memory_order_relaxed);
+    if (previous != 0) want = hhi_align_up(previous + align_offset, alignment) - align_offset;
+  }
+  if (want != 0) {
     uint8_t* p = os_mmap((void*)want, size);
     if (p != NULL) {
       if ((uintptr_t)p == want) {
-        atomic_store_explicit(&aligned_hint, (uintptr_t)p + size, memory_order_relaxed);
+        if (hint == 0) atomic_store_explicit(&aligned_hint, (uintptr_t)p + size, memory_order_relaxed);
         os_advise_huge(p, size, huge_pages);
         return p;
       }
@@ -82,9 +86,18 @@ void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, b
   size_t tail = over - head - size;
   os_munmap(raw, head);
   os_munmap((uint8_t*)start + size, tail);
-  atomic_store_explicit(&aligned_hint, start + size, memory_order_relaxed);
+  if (hint == 0) atomic_store_explicit(&aligned_hint, start + size, memory_order_relaxed);
   os_advise_huge((void*)start, size, huge_pages);
   return (void*)start;
+}
+
+void* hhi_os_alloc_guarded(size_t size, uintptr_t hint) {
+  size = hhi_align_up(size, os_page_size);
+  uint8_t* base = hhi_os_alloc_aligned(size + 2 * os_page_size, os_page_size, 0, hint, false);
+  if (base == NULL) return NULL;
+  (void)hhi_os_protect(base, os_page_size);
+  (void)hhi_os_protect(base + os_page_size + size, os_page_size);
+  return base + os_page_size;
 }
 
 void hhi_os_free(void* p, size_t size) {
@@ -101,13 +114,20 @@ bool hhi_os_purge(void* p, size_t size) {
   return true;
 }
 
+static _Atomic(bool) protect_failed_once;
+
 static bool os_mprotect(void* p, size_t size, int prot) {
-  if (mprotect(p, size, prot) != 0) {
-    /* ENOMEM here means the process ran out of mappings (vm.max_map_count) */
+  if (mprotect(p, size, prot) == 0) return true;
+  if (errno == ENOMEM) {
+    /* out of mappings (vm.max_map_count): say so once, go on without */
+    if (!atomic_exchange_explicit(&protect_failed_once, true, memory_order_relaxed)) {
+      hhi_warning_message("mprotect failed: out of memory mappings (vm.max_map_count); going on without some "
+                          "guard pages");
+    }
+  } else {
     hhi_warning_message("mprotect of %p (%zu bytes) failed (errno %d)", p, size, errno);
-    return false;
   }
-  return true;
+  return false;
 }
 
 bool hhi_os_protect(void* p, size_t size) {

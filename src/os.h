@@ -12,14 +12,18 @@
 void hhi_os_init(void);
 size_t hhi_os_page_size(void);
 /* Map size bytes aligned to alignment (a power of two >= the page size);
- * with align_offset, address + align_offset is aligned instead. huge_pages
+ * with align_offset, address + align_offset is aligned instead. hint: the
+ * address to try first (0: right after the previous mapping). huge_pages
  * advises transparent huge pages. NULL on failure. */
-void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, bool huge_pages);
+void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, uintptr_t hint, bool huge_pages);
+/* size bytes (rounded to pages) between two PROT_NONE pages, tried at hint. */
+void* hhi_os_alloc_guarded(size_t size, uintptr_t hint);
 void hhi_os_free(void* p, size_t size);
 /* Return the pages to the OS; they read back as zero. */
 bool hhi_os_purge(void* p, size_t size);
 /* Make pages inaccessible / accessible again. False when the kernel
- * refuses (ENOMEM: out of mappings, vm.max_map_count). */
+ * refuses; out of mappings (ENOMEM, vm.max_map_count) is warned about once,
+ * and callers go on without the guard. */
 bool hhi_os_protect(void* p, size_t size);
 bool hhi_os_unprotect(void* p, size_t size);
 /* Monotonic clock in milliseconds. */

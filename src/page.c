@@ -27,6 +27,30 @@ void hhi_report_corrupt_link(const hh_page_t* page, const hh_block_t* block, uin
                          });
 }
 
+hh_block_t* hhi_page_pop_bad(hh_page_t* page) {
+  hh_block_t* bad = page->free;
+  hhi_misuse(HH_OP_NONE, (hh_misuse_info_t){
+                             .kind = HH_MISUSE_FREE_LIST_NOT_FREE,
+                             .page = page->page_start,
+                             .segment = hhi_page_segment(page),
+                             .size_class = page->block_size,
+                             .value = (uintptr_t)bad,
+                         });
+  page->free = NULL;  /* going on: the rest of the list is lost */
+  return NULL;
+}
+
+static hh_cold void report_remote_list(const hh_page_t* page, const hh_block_t* block, const hh_block_t* bad) {
+  hhi_misuse(HH_OP_NONE, (hh_misuse_info_t){
+                             .kind = HH_MISUSE_REMOTE_LIST_CORRUPTED,
+                             .block = block,
+                             .page = page->page_start,
+                             .segment = hhi_page_segment(page),
+                             .size_class = page->block_size,
+                             .value = (uintptr_t)bad,
+                         });
+}
+
 /* ---- delayed-free state -----------------------------------------------------*/
 void hhi_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool override_never) {
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
@@ -47,8 +71,26 @@ void hhi_page_use_delayed_free(hh_page_t* page, hh_delayed_t delay, bool overrid
   }
 }
 
-/* ---- the block moment "freed by another thread" -------------------------------*/
-void hhi_block_free_remote(hh_page_t* page, hh_block_t* block, const void* p) {
+/* ---- the block moment "freed by another thread" -------------------------------
+ * With HH_BLOCK_BITMAPS the remote bit is set first, with one atomic OR:
+ * a block freed twice by other threads, or after its owner took it back,
+ * is caught here and never reaches a list. */
+static hh_cold void report_remote_double_free(const hh_page_t* page, uint32_t idx, const void* p) {
+  /* never handed out (beyond what the page has threaded), or freed before */
+  uint32_t capacity = __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
+  hhi_misuse_on_page(idx >= capacity ? HH_MISUSE_NOT_A_BLOCK : HH_MISUSE_DOUBLE_FREE, HH_OP_FREE, p, page);
+}
+
+void hhi_block_free_remote(hh_page_t* page, hh_block_t* block, uint32_t idx, const void* p) {
+  if (HH_BLOCK_BITMAPS) {
+    hh_page_maps_t* maps = hhi_page_maps(page);
+    uint64_t bit = (uint64_t)1 << (idx % 64);
+    if (hh_unlikely(!hhi_map_test(maps->live, idx)) ||
+        hh_unlikely(atomic_fetch_or_explicit(&maps->remote[idx / 64], bit, memory_order_relaxed) & bit)) {
+      report_remote_double_free(page, idx, p);
+      return;
+    }
+  }
   hhi_track_free(p, block, page->block_size);
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   bool use_delayed;
@@ -83,15 +125,48 @@ void hhi_block_free_remote(hh_page_t* page, hh_block_t* block, const void* p) {
   } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, desired, memory_order_release,
                                                   memory_order_relaxed));
   if (heap == NULL) {
-    /* no owner any more (abandoned meanwhile): an ordinary remote free */
-    hhi_block_free_remote(page, block, p);
+    /* no owner any more (abandoned meanwhile): an ordinary remote free, the
+     * remote bit already set */
+    uintptr_t t = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    do {
+      hhi_block_set_next(page, block, hhi_thread_free_block(t));
+      desired = hhi_thread_free_make(block, hhi_thread_free_delayed(t));
+    } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &t, desired, memory_order_release,
+                                                    memory_order_relaxed));
   }
 }
 
-void hhi_page_free_delayed_block(hh_block_t* block) {
-  hh_page_t* page = hhi_lookup_page(hhi_ptr_segment(block), block);
+/* The owner takes back a block another thread freed (collected from
+ * thread_free or a delayed list): with HH_BLOCK_BITMAPS it must be live and
+ * remotely freed, else the list that held it is corrupt (false). */
+static inline bool take_back_remote(hh_page_t* page, const hh_block_t* block) {
+  if (!HH_BLOCK_BITMAPS) return true;
+  size_t offset = (size_t)((const uint8_t*)block - page->page_start);
+  uint32_t idx = hhi_block_index(page, offset);
+  hh_page_maps_t* maps = hhi_page_maps(page);
+  uint64_t bit = (uint64_t)1 << (idx % 64);
+  if (hh_unlikely(offset >= (size_t)page->capacity * page->block_size || (size_t)idx * page->block_size != offset ||
+                  !hhi_map_test(maps->live, idx) || !hhi_map_test(maps->remote, idx))) {
+    return false;
+  }
+  atomic_fetch_and_explicit(&maps->remote[idx / 64], ~bit, memory_order_relaxed);
+  hhi_map_owner_clear(maps->live, idx);
+  return true;
+}
+
+void hhi_page_free_delayed_block(const hh_block_ref_t* ref) {
+  hh_page_t* page = ref->page;
+  hh_block_t* block = ref->block;
   hhi_page_collect_free(page, false);  /* brings `used` up to date first */
-  hhi_block_free_local(page, block, block, true);
+  if (!take_back_remote(page, block)) {
+    report_remote_list(page, NULL, block);
+    return;
+  }
+  hhi_block_set_next(page, block, page->local_free);
+  page->local_free = block;
+  page->used--;
+  if (hh_unlikely(hhi_page_flags(page) & HH_PAGE_IN_FULL)) hhi_page_unfull(page);
+  if (hh_unlikely(page->used == 0)) hhi_page_retire(page);
 }
 
 /* ---- collecting frees --------------------------------------------------------*/
@@ -105,6 +180,9 @@ static bool list_contains(const hh_page_t* page, const hh_block_t* list, const h
 }
 
 bool hhi_page_block_is_free(const hh_page_t* page, const hh_block_t* block) {
+  if (HH_BLOCK_BITMAPS) {
+    return !hhi_block_is_live(page, hhi_block_index(page, (size_t)((const uint8_t*)block - page->page_start)));
+  }
   if (list_contains(page, page->free, block) || list_contains(page, page->local_free, block)) return true;
   uintptr_t tf = atomic_load_explicit(&((hh_page_t*)page)->thread_free, memory_order_acquire);
   return list_contains(page, hhi_thread_free_block(tf), block);
@@ -129,7 +207,9 @@ bool hhi_page_free_map(const hh_page_t* page, uint64_t* map, size_t counts[3]) {
   return true;
 }
 
-/* Move the remote frees of page onto its local_free list. */
+/* Move the remote frees of page onto its local_free list. Each block is
+ * taken back (take_back_remote); the walk is bounded by the blocks the page
+ * ever handed out, so a loop is reported rather than followed. */
 static void page_collect_thread_free(hh_page_t* page) {
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   hh_block_t* head;
@@ -139,15 +219,17 @@ static void page_collect_thread_free(hh_page_t* page) {
   } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
                                                   hhi_thread_free_make(NULL, hhi_thread_free_delayed(tf)),
                                                   memory_order_acq_rel, memory_order_relaxed));
-  /* Walk to the tail; more blocks than the page ever handed out means a
-   * cycle (a remote double free) or a corrupted link. */
+  if (!take_back_remote(page, head)) {
+    report_remote_list(page, NULL, head);
+    return;  /* going on: leak the list rather than trust it */
+  }
   uint32_t count = 1;
   hh_block_t* tail = head;
   hh_block_t* next;
-  while ((next = hhi_block_next(page, tail)) != NULL) {
-    if (hh_unlikely(count >= page->capacity)) {
-      hhi_misuse_on_page(HH_MISUSE_REMOTE_LIST_CORRUPTED, HH_OP_NONE, NULL, page);
-      return;  /* going on: leak the list rather than loop */
+  while ((next = hhi_decode_link(page, tail, tail->next)) != NULL) {
+    if (hh_unlikely(count >= page->capacity || !hhi_page_is_valid_link(page, next) || !take_back_remote(page, next))) {
+      report_remote_list(page, tail, next);
+      break;
     }
     tail = next;
     count++;
@@ -193,9 +275,10 @@ static void page_extend(hh_heap_t* heap, hh_page_t* page) {
 
   if (HH_RANDOMIZE_EXTEND && n > 1) {
     uint16_t order[HH_EXTEND_BYTES / HH_MIN_ALIGN];
+    uint64_t state = hhi_random_shuffle_seed(heap);
     for (size_t i = 0; i < n; i++) order[i] = (uint16_t)i;
     for (size_t i = n - 1; i > 0; i--) {
-      size_t j = (size_t)(hhi_random_next(&heap->random) % (i + 1));
+      size_t j = (size_t)(hhi_random_next(&state) % (i + 1));
       uint16_t t = order[i]; order[i] = order[j]; order[j] = t;
     }
     for (size_t i = 0; i + 1 < n; i++) {
@@ -220,9 +303,13 @@ static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_
   hh_segment_t* segment = hhi_page_segment(page);
   size_t area;
   (void)hhi_segment_page_area(segment, page, &area);
+  bool single = hhi_segment_kind_is_single(segment->kind);
   switch (segment->kind) {
     case HH_SEGMENT_SMALL:
     case HH_SEGMENT_MEDIUM:
+      /* a resident slot that held another class keeps that class's encoded
+       * links at block starts this page will not overwrite */
+      if (HH_CLEAR_HANDED_OUT_LINK && page->bin != bin && !page->is_zero_init) hhi_segment_clear_links(segment, page);
       page->block_size = block_size;
       break;
     case HH_SEGMENT_LARGE:
@@ -235,7 +322,8 @@ static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_
       break;
   }
   page->bin = (uint8_t)bin;
-  page->reserved = (bin == HH_BIN_HUGE) ? 1 : (uint32_t)(area / page->block_size);
+  page->reserved = single ? 1 : (uint32_t)(area / page->block_size);
+  page->block_recip = single ? 0 : hhi_block_recip(page->block_size);
   page->capacity = 0;
   page->used = 0;
   atomic_store_explicit(&page->flags, 0, memory_order_relaxed);
@@ -246,6 +334,8 @@ static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_
   atomic_store_explicit(&page->thread_free, hhi_thread_free_make(NULL, HH_NO_DELAYED_FREE), memory_order_relaxed);
   atomic_store_explicit(&page->heap, heap, memory_order_release);
   hhi_page_init_keys(heap, page);
+  /* a destroyed heap's page may leave bits behind */
+  if (HH_BLOCK_BITMAPS && !single) memset(hhi_page_maps(page), 0, sizeof(hh_page_maps_t));
   hh_assert(page->reserved > 0);
 }
 
@@ -415,7 +505,7 @@ static hh_page_t* queue_find_free(hh_heap_t* heap, hh_page_queue_t* pq, size_t b
  * small or medium block. */
 static hh_page_t* single_page_alloc(hh_heap_t* heap, size_t size, size_t alignment) {
   hh_page_t* page;
-  if (size <= HH_LARGE_OBJ_SIZE_MAX && alignment <= HH_SEGMENT_SIZE / 2) {
+  if (size <= HH_LARGE_OBJ_SIZE_MAX && alignment <= HH_SEGMENT_SIZE / 2 && hhi_span_can_hold(size, alignment)) {
     page = hhi_span_alloc(heap->tld, size, alignment);
   } else {
     page = hhi_segment_huge_alloc(heap->tld, size, alignment);
@@ -426,21 +516,22 @@ static hh_page_t* single_page_alloc(hh_heap_t* heap, size_t size, size_t alignme
    * directly (free.c:free_single); the heap only lists them, for
    * hh_heap_destroy and hh_heap_visit_blocks. */
   atomic_store_explicit(&page->thread_free, hhi_thread_free_make(NULL, HH_NEVER_DELAYED_FREE), memory_order_relaxed);
-  atomic_store_explicit(&page->single_live, 1, memory_order_relaxed);
-  page_extend(heap, page);
   hhi_singles_link(heap, page);
   return page;
 }
 
+hh_block_t* hhi_page_take_single(hh_page_t* page) {
+  page->capacity = 1;
+  page->used = 1;
+  page->free_is_zero = page->is_zero_init;  /* calloc of fresh memory need not clear it */
+  atomic_store_explicit(&page->single_live, 1, memory_order_relaxed);
+  return (hh_block_t*)page->page_start;
+}
+
 bool hhi_single_claim(hh_page_t* page) {
-  switch (hhi_page_segment(page)->kind) {
-    case HH_SEGMENT_LARGE: return hhi_span_claim(page);
-    case HH_SEGMENT_HUGE: return hhi_segment_huge_claim(page);
-    case HH_SEGMENT_SMALL:
-    case HH_SEGMENT_MEDIUM: break;
-  }
-  hh_assert(!"not a single-block page");
-  return false;
+  uint8_t live = 1;
+  return atomic_compare_exchange_strong_explicit(&page->single_live, &live, 0, memory_order_acq_rel,
+                                                 memory_order_relaxed);
 }
 
 void hhi_single_free(hh_page_t* page, hh_tld_t* tld) {

@@ -13,24 +13,37 @@
 
 #include <pthread.h>
 
-/* ---- geometry -------------------------------------------------------------*/
-/* Bytes before page 0's blocks: the header with room for the most page
- * descriptors any kind has, so a cached segment can be re-cut for another
- * kind without moving anything, and with HH_GUARD_METADATA a PROT_NONE
- * guard page that stops a backwards overflow from page 0 reaching the
- * metadata. */
-static size_t segment_info_size(void) {
-  size_t raw = sizeof(hh_segment_t) + HH_SMALL_PAGES_PER_SEGMENT * sizeof(hh_page_t);
-  size_t size = hhi_align_up(raw, hhi_os_page_size());
+/* ---- geometry -------------------------------------------------------------
+ * [header | page descriptors | block bitmaps | guard] [blocks ...] [guard]
+ * Bytes before the first block: the header with room for the most page
+ * descriptors any kind has (a cached segment can be re-cut for another
+ * kind without moving anything), the block bitmaps (HH_BLOCK_BITMAPS), and
+ * with HH_GUARD_METADATA a PROT_NONE page that stops a backwards overflow
+ * from the first block reaching any of it. With HH_GUARD_SEGMENT_END the
+ * last OS page of every segment is PROT_NONE too, so a forward overflow
+ * off its last block cannot reach whatever is mapped next. Slots that the
+ * metadata covers entirely hold no page. */
+size_t hhi_segment_info_size(void) {
+  size_t size = hhi_align_up(HH_SEGMENT_MAPS_OFFSET + HH_SEGMENT_MAPS_SIZE, hhi_os_page_size());
   if (HH_GUARD_METADATA) size += hhi_os_page_size();
   return size;
 }
 
-/* The guard between metadata and blocks (once per mapping). */
-static bool segment_protect_metadata(hh_segment_t* segment) {
-  if (!HH_GUARD_METADATA) return true;
+size_t hhi_segment_end_guard_size(void) {
+  return HH_GUARD_SEGMENT_END ? hhi_os_page_size() : 0;
+}
+
+/* The guards of a new mapping (kept while the segment is cached). Out of
+ * mappings the segment goes on without them (os.c warns once). */
+static void segment_protect(hh_segment_t* segment) {
   size_t ps = hhi_os_page_size();
-  return hhi_os_protect((uint8_t*)segment + segment->info_size - ps, ps);
+  uint8_t* base = (uint8_t*)segment;
+  if (HH_GUARD_METADATA) {
+    /* an aligned huge block starts SEGMENT_SIZE in: nothing before it stays writable */
+    size_t front_end = segment->block_offset != 0 ? segment->block_offset : segment->info_size;
+    (void)hhi_os_protect(base + segment->info_size - ps, front_end - segment->info_size + ps);
+  }
+  if (HH_GUARD_SEGMENT_END) (void)hhi_os_protect(base + segment->segment_size - ps, ps);
 }
 
 static size_t kind_page_count(hh_segment_kind_t kind) {
@@ -53,25 +66,25 @@ static uint32_t kind_page_shift(hh_segment_kind_t kind) {
   return 63;
 }
 
-/* A large segment's descriptor i is slice i: a span's block covers
- * span_slices slices from there, a free slice counts as one. */
+/* The memory of slot page: [slot start, slot end) without the metadata in
+ * front and the end guard; a large segment's descriptor i is slice i, whose
+ * span covers span_slices slices (a free slice counts as one). */
 uint8_t* hhi_segment_page_area(const hh_segment_t* segment, const hh_page_t* page, size_t* size) {
   uint8_t* base = (uint8_t*)segment;
+  size_t blocks_end = segment->segment_size - hhi_segment_end_guard_size();
   if (segment->kind == HH_SEGMENT_HUGE) {
     size_t offset = segment->block_offset != 0 ? segment->block_offset : segment->info_size;
-    *size = segment->segment_size - offset;
+    *size = blocks_end - offset;
     return base + offset;
   }
   size_t page_size = (size_t)1 << segment->page_shift;
-  uint8_t* start = base + (size_t)page->segment_idx * page_size;
-  size_t usable = page_size;
-  if (segment->kind == HH_SEGMENT_LARGE && page->span_slices > 1) usable = (size_t)page->span_slices * page_size;
-  if (page->segment_idx == 0) {
-    start += segment->info_size;
-    usable -= segment->info_size;
-  }
-  *size = usable;
-  return start;
+  size_t start = (size_t)page->segment_idx * page_size;
+  size_t slots = segment->kind == HH_SEGMENT_LARGE && page->span_slices > 1 ? page->span_slices : 1;
+  size_t end = start + slots * page_size;
+  if (start < segment->info_size) start = segment->info_size;
+  if (end > blocks_end) end = blocks_end;
+  *size = end > start ? end - start : 0;
+  return base + start;
 }
 
 /* ---- queues -----------------------------------------------------------------*/
@@ -151,14 +164,19 @@ static void segment_purge_expired(hh_segment_t* segment, uint64_t now, bool forc
 }
 
 /* ---- allocation and release of whole segments ------------------------------*/
+/* Fresh descriptors; free_slots has the slots that hold a page (the
+ * metadata may cover the first ones). */
 static void segment_init_pages(hh_segment_t* segment, bool memory_is_zero) {
+  segment->free_slots = 0;
   for (uint32_t i = 0; i < segment->page_count; i++) {
     hh_page_t* page = &segment->pages[i];
     memset(page, 0, sizeof(*page));
     page->segment_idx = (uint16_t)i;
     page->is_zero_init = memory_is_zero;
+    size_t area;
+    (void)hhi_segment_page_area(segment, page, &area);
+    if (area > 0) segment->free_slots |= (uint64_t)1 << i;
   }
-  segment->free_slots = segment->page_count >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << segment->page_count) - 1;
 }
 
 static void segment_setup(hh_segment_t* segment, hh_tld_t* tld, hh_segment_kind_t kind, size_t segment_size,
@@ -186,6 +204,7 @@ static void segment_setup(hh_segment_t* segment, hh_tld_t* tld, hh_segment_kind_
  * list (fork handlers take it). */
 #define HH_GLOBAL_CACHE_MAX 4
 static pthread_mutex_t segments_lock = PTHREAD_MUTEX_INITIALIZER;
+static void quarantine_flush(bool all);
 static hh_segment_t* global_cache;          /* newest first, linked by next */
 static _Atomic(size_t) global_cache_count;  /* written under the lock, peeked without it */
 
@@ -303,7 +322,11 @@ static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
     if (page->is_purged) purged_bytes += size; else all_purged = false;
   }
   hhi_stat_add(&hhi_stats.committed, &hhi_stats.committed_peak, purged_bytes);
-  size_t info = segment_info_size();
+  if (HH_CLEAR_HANDED_OUT_LINK && (segment->kind == HH_SEGMENT_SMALL || segment->kind == HH_SEGMENT_MEDIUM)) {
+    /* the new layout's blocks must not start out holding the old one's links */
+    for (uint32_t i = 0; i < segment->page_count; i++) hhi_segment_clear_links(segment, &segment->pages[i]);
+  }
+  size_t info = hhi_segment_info_size();
   tld->segments.purge_pending -= segment->purge_pending;  /* re-cutting cancels them */
   segment_setup(segment, tld, kind, HH_SEGMENT_SIZE, info, 0);
   segment_init_pages(segment, all_purged);
@@ -318,7 +341,7 @@ hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t hu
       return cached;
     }
   }
-  size_t info = segment_info_size();
+  size_t info = hhi_segment_info_size();
   size_t segment_size = HH_SEGMENT_SIZE;
   size_t block_offset = 0;
   size_t map_alignment = HH_SEGMENT_SIZE;
@@ -331,24 +354,30 @@ hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t hu
       map_alignment = alignment < HH_SEGMENT_SIZE ? HH_SEGMENT_SIZE : alignment;
       align_offset = HH_SEGMENT_SIZE;
       segment_size = HH_SEGMENT_SIZE + hhi_align_up(huge_block, hhi_os_page_size());
+    } else if (alignment > hhi_os_page_size()) {
+      /* aligned within the first SEGMENT_SIZE, after the metadata */
+      block_offset = hhi_align_up(info, alignment);
+      segment_size = block_offset + hhi_align_up(huge_block, hhi_os_page_size());
     } else {
       segment_size = hhi_align_up(info + huge_block, hhi_os_page_size());
     }
+    segment_size += hhi_segment_end_guard_size();  /* a huge block's guard comes on top */
     if (segment_size < huge_block) return NULL;  /* overflow */
   }
   bool huge_pages = hhi_option_enabled(hh_option_allow_large_os_pages);
-  hh_segment_t* segment = hhi_os_alloc_aligned(segment_size, map_alignment, align_offset, huge_pages);
+  uintptr_t hint = 0;
+  if (HH_RANDOM_ADDRESSES) {
+    hint = hhi_random_address(&tld->address_stream, map_alignment);
+    if (hint != 0) hint -= align_offset;
+  }
+  hh_segment_t* segment = hhi_os_alloc_aligned(segment_size, map_alignment, align_offset, hint, huge_pages);
   if (segment == NULL) return NULL;
   if (!hhi_segment_map_add(segment)) {
     hhi_os_free(segment, segment_size);
     return NULL;
   }
   segment_setup(segment, tld, kind, segment_size, info, block_offset);
-  if (!segment_protect_metadata(segment)) {  /* out of mappings (vm.max_map_count) */
-    hhi_segment_map_remove(segment);
-    hhi_os_free(segment, segment_size);
-    return NULL;
-  }
+  segment_protect(segment);
   segment_init_pages(segment, true);
   tld->segments.count++;
   hhi_stat_add(&hhi_stats.segments, &hhi_stats.segments_peak, 1);
@@ -371,7 +400,6 @@ void hhi_segment_unmap(hh_segment_t* segment) {
   hhi_stat_sub(&hhi_stats.segments, 1);
   hhi_stat_sub(&hhi_stats.reserved, segment->segment_size);
   hhi_stat_sub(&hhi_stats.committed, segment->segment_size - purged_bytes);
-  if (segment->kind == HH_SEGMENT_HUGE) hhi_stat_sub(&hhi_stats.huge_count, 1);
   segment->cookie = 0;
   hhi_os_free(segment, segment->segment_size);
 }
@@ -410,6 +438,17 @@ static void segment_free(hh_segment_t* segment, hh_tld_t* tld, bool force) {
 }
 
 /* ---- page slots of small and medium segments ----------------------------------*/
+void hhi_segment_clear_links(hh_segment_t* segment, hh_page_t* slot) {
+  if (slot->is_purged || slot->capacity == 0) return;  /* purged memory reads as zero */
+  size_t block_size = hhi_bin_size(slot->bin);
+  size_t area;
+  uint8_t* start = hhi_segment_page_area(segment, slot, &area);
+  if (block_size == 0) return;
+  size_t count = area / block_size < slot->capacity ? area / block_size : slot->capacity;
+  for (size_t i = 0; i < count; i++) ((hh_block_t*)(start + i * block_size))->next = 0;
+  slot->capacity = 0;
+}
+
 static hh_page_t* segment_claim_page(hh_segment_t* segment, hh_page_t* page) {
   hh_assert(!page->segment_in_use);
   if (page->purge_expire != 0) purge_cancel(segment, page);
@@ -461,7 +500,7 @@ hh_page_t* hhi_segment_page_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t 
   hh_page_t* page = segment_find_free_page(segment, bin);
   hh_assert(page != NULL);
   segment_claim_page(segment, page);
-  if (segment->used == segment->page_count) segment_queue_remove(q, segment);
+  if (segment->free_slots == 0) segment_queue_remove(q, segment);
   return page;
 }
 
@@ -474,11 +513,13 @@ void hhi_segment_page_free(hh_page_t* page, bool force) {
   uint16_t idx = page->segment_idx;
   uint8_t purged = page->is_purged;
   uint8_t bin = page->bin;
+  uint32_t capacity = page->capacity;
   uint64_t expire = page->purge_expire;
   memset(page, 0, sizeof(*page));
   page->segment_idx = idx;
   page->is_purged = purged;
-  page->bin = bin;  /* the slot's last class (segment_find_free_page) */
+  page->bin = bin;            /* the slot's last class (segment_find_free_page) */
+  page->capacity = capacity;  /* and how far it got (hhi_segment_clear_links) */
   page->purge_expire = expire;
   segment->free_slots |= (uint64_t)1 << idx;
   segment->used--;
@@ -504,6 +545,7 @@ void hhi_segments_collect(hh_tld_t* tld, bool force) {
   }
   if (force) {
     global_cache_flush();
+    quarantine_flush(true);
     while (tld->segments.cache != NULL) {
       hh_segment_t* segment = tld->segments.cache;
       tld->segments.cache = segment->next;
@@ -520,24 +562,74 @@ void hhi_segments_collect(hh_tld_t* tld, bool force) {
 hh_page_t* hhi_segment_huge_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
   hh_segment_t* segment = hhi_segment_alloc(tld, HH_SEGMENT_HUGE, block_size, alignment);
   if (segment == NULL) return NULL;
-  /* Huge segments have no owner: any thread's free releases them
-   * (hhi_segment_huge_claim takes thread_id from 0 to itself). */
+  /* Huge segments have no owner: any thread's free releases them (the
+   * page's single_live flag, page.c:hhi_single_claim). */
   tld->segments.count--;
   segment->tld = NULL;
   atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
   return segment_claim_page(segment, &segment->pages[0]);
 }
 
-bool hhi_segment_huge_claim(hh_page_t* page) {
-  hh_segment_t* segment = hhi_page_segment(page);
-  uintptr_t unowned = 0;
-  return atomic_compare_exchange_strong_explicit(&segment->thread_id, &unowned, hhi_thread_id(), memory_order_acq_rel,
-                                                 memory_order_relaxed);
+/* ---- the quarantine of freed huge blocks (HH_HUGE_QUARANTINE) -------------------
+ * A freed huge block's memory is returned to the OS at once and made
+ * inaccessible, but its segment stays mapped (and in the segment map) for a
+ * while: a use after free faults, and a second free finds the descriptor,
+ * which keeps the block's start and size, and is reported as a double
+ * free. Oldest first out; guarded by segments_lock. */
+static hh_segment_t* quarantine_first;   /* oldest, linked by next */
+static hh_segment_t* quarantine_last;
+static size_t quarantine_count;
+static size_t quarantine_bytes;
+
+static void segment_lock(void);
+static void segment_unlock(void);
+
+/* Unlink and return the oldest quarantined segment if over the bounds (all: any). */
+static hh_segment_t* quarantine_evict(bool all) {
+  hh_segment_t* segment = quarantine_first;
+  if (segment == NULL) return NULL;
+  if (!all && quarantine_count <= HH_HUGE_QUARANTINE_MAX && quarantine_bytes <= HH_HUGE_QUARANTINE_BYTES) return NULL;
+  quarantine_first = segment->next;
+  if (quarantine_first == NULL) quarantine_last = NULL;
+  quarantine_count--;
+  quarantine_bytes -= segment->segment_size;
+  return segment;
+}
+
+static void quarantine_flush(bool all) {
+  for (;;) {
+    segment_lock();
+    hh_segment_t* segment = quarantine_evict(all);
+    segment_unlock();
+    if (segment == NULL) return;
+    hhi_segment_unmap(segment);
+  }
 }
 
 void hhi_segment_huge_free(hh_page_t* page) {
+  hh_segment_t* segment = hhi_page_segment(page);
   hhi_stat_sub(&hhi_stats.pages, 1);
-  hhi_segment_unmap(hhi_page_segment(page));
+  hhi_stat_sub(&hhi_stats.huge_count, 1);
+  if (!HH_HUGE_QUARANTINE) {
+    hhi_segment_unmap(segment);
+    return;
+  }
+  size_t size;
+  uint8_t* start = hhi_segment_page_area(segment, page, &size);
+  page->segment_in_use = 0;  /* page_start and block_size stay: lookup.c tells a second free */
+  if (hhi_os_purge(start, size)) {
+    page->is_purged = 1;
+    hhi_stat_sub(&hhi_stats.committed, size);
+  }
+  (void)hhi_os_protect(start, size);
+  segment->next = NULL;
+  segment_lock();
+  if (quarantine_last != NULL) quarantine_last->next = segment; else quarantine_first = segment;
+  quarantine_last = segment;
+  quarantine_count++;
+  quarantine_bytes += segment->segment_size;
+  segment_unlock();
+  quarantine_flush(false);
 }
 
 /* ---- abandonment -------------------------------------------------------------
@@ -607,15 +699,23 @@ hh_segment_t* hhi_segment_reclaim_take(hh_tld_t* tld) {
 
 void hhi_segment_reclaim_done(hh_segment_t* segment) {
   hh_segment_queue_t* q = free_queue_of(segment->tld, segment);
-  if (segment->used < segment->page_count && q != NULL && !segment->in_free_queue) segment_queue_push(q, segment);
+  if (segment->free_slots != 0 && q != NULL && !segment->in_free_queue) segment_queue_push(q, segment);
 }
 
-void hhi_segment_fork_prepare(void) {
+static void segment_lock(void) {
   pthread_mutex_lock(&segments_lock);
 }
 
-void hhi_segment_fork_release(void) {
+static void segment_unlock(void) {
   pthread_mutex_unlock(&segments_lock);
+}
+
+void hhi_segment_fork_prepare(void) {
+  segment_lock();
+}
+
+void hhi_segment_fork_release(void) {
+  segment_unlock();
 }
 
 bool hhi_segment_huge_resize(const hh_page_t* page, size_t newsize) {

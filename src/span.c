@@ -108,9 +108,22 @@ static hh_segment_t* span_best_fit(size_t count, size_t* first) {
   return best_segment;
 }
 
+/* The slices a span may never use: those the metadata (header,
+ * descriptors, bitmaps, guard) covers even in part, and the last one when
+ * it holds the segment's end guard. */
+static uint64_t span_reserved_slices(const hh_segment_t* segment) {
+  uint64_t reserved = 0;
+  for (size_t i = 0; i < HH_SPAN_SLICES; i++) {
+    size_t size;
+    (void)hhi_segment_page_area(segment, &segment->pages[i], &size);
+    if (size < HH_SPAN_SLICE_SIZE) reserved |= (uint64_t)1 << i;
+  }
+  return reserved;
+}
+
 /* Give the free resident slices of segment back to the OS. */
 static void span_purge(hh_segment_t* segment) {
-  uint64_t dirty = segment->span_resident & ~segment->span_used & ~(uint64_t)1;
+  uint64_t dirty = segment->span_resident & ~segment->span_used;
   while (dirty != 0) {
     size_t first = (size_t)__builtin_ctzll(dirty);
     size_t count = run_length(dirty, first);
@@ -148,7 +161,7 @@ static void large_segment_detach(hh_segment_t* segment) {
     uint16_t idx = page->segment_idx;
     memset(page, 0, sizeof(*page));
     page->segment_idx = idx;
-    page->is_purged = (uint8_t)(i != 0 && ((segment->span_resident >> i) & 1) == 0);
+    page->is_purged = (uint8_t)(((segment->span_reserved >> i) & 1) == 0 && ((segment->span_resident >> i) & 1) == 0);
   }
   segment->used = 0;
   segment->purge_pending = 0;
@@ -275,10 +288,26 @@ static void span_cache_release(hh_tld_t* tld, uint64_t now, bool all) {
   }
 }
 
-hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
+static size_t span_slices_for(size_t block_size) {
   size_t count = (hhi_good_size(block_size, hhi_os_page_size()) + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
-  if (count == 0) count = 1;
-  size_t align_slices = alignment > HH_SPAN_SLICE_SIZE ? alignment >> HH_SPAN_SLICE_SHIFT : 1;
+  return count == 0 ? 1 : count;
+}
+
+static size_t span_align_slices(size_t alignment) {
+  return alignment > HH_SPAN_SLICE_SIZE ? alignment >> HH_SPAN_SLICE_SHIFT : 1;
+}
+
+bool hhi_span_can_hold(size_t block_size, size_t alignment) {
+  size_t first = (hhi_segment_info_size() + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
+  size_t end = HH_SPAN_SLICES - (hhi_segment_end_guard_size() != 0 ? 1 : 0);
+  size_t align = span_align_slices(alignment);
+  size_t start = (first + align - 1) / align * align;
+  return start + span_slices_for(block_size) <= end;
+}
+
+hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
+  size_t count = span_slices_for(block_size);
+  size_t align_slices = span_align_slices(alignment);
   hh_assert(count < HH_SPAN_SLICES && align_slices <= HH_SPAN_SLICES / 2);
   hh_page_t* cached = span_cache_take(tld, count, align_slices);
   if (cached != NULL) return cached;
@@ -299,9 +328,10 @@ hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
     tld->segments.count--;
     segment->tld = NULL;
     atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
-    segment->span_used = 1;  /* slice 0: header, page descriptors (and the secure guard) */
+    segment->span_reserved = span_reserved_slices(segment);
+    segment->span_used = segment->span_reserved;
     segment->span_resident = ~(uint64_t)0;  /* counted as committed by segment_alloc */
-    segment->span_zero = segment->pages[1].is_zero_init ? ~(uint64_t)1 : 0;
+    segment->span_zero = segment->pages[HH_SPAN_SLICES - 2].is_zero_init ? ~segment->span_reserved : 0;
     segment->span_purge_at = 0;
     large_lock_acquire();
     segment->prev = NULL;
@@ -361,12 +391,6 @@ static void span_release(hh_segment_t* segment, hh_page_t* page, hh_tld_t* tld) 
 
 
 /* ---- the block moments of a span (free.c, alloc.c) ------------------------------*/
-bool hhi_span_claim(hh_page_t* page) {
-  uint8_t live = 1;
-  return atomic_compare_exchange_strong_explicit(&page->single_live, &live, 0, memory_order_acq_rel,
-                                                 memory_order_relaxed);
-}
-
 void hhi_span_free(hh_page_t* page, hh_tld_t* tld) {
   if (tld == NULL || !span_cache_put(tld, page)) span_release(hhi_page_segment(page), page, tld);
 }
@@ -424,7 +448,7 @@ bool hhi_span_validate_segment(const hh_segment_t* segment) {
   const char* broken = NULL;
   const hh_page_t* where = &segment->pages[0];
   large_lock_acquire();
-  uint64_t covered = 1;
+  uint64_t covered = segment->span_reserved;
   uint32_t spans = 0;
   for (size_t i = 1; i < HH_SPAN_SLICES && broken == NULL; i++) {
     const hh_page_t* page = &segment->pages[i];

@@ -19,6 +19,14 @@
 
 #include "config.h"
 
+/* ---- randomness --------------------------------------------------------------
+ * A ChaCha20 stream (random.c): keyed per heap from the kernel. */
+typedef struct hh_chacha_s {
+  uint32_t input[16];               /* constants, key, 64-bit block counter, nonce (the stream) */
+  uint32_t output[16];              /* the current block of the stream */
+  uint32_t used;                    /* words of output already drawn */
+} hh_chacha_t;
+
 typedef struct hh_page_s hh_page_t;
 typedef struct hh_segment_s hh_segment_t;
 typedef struct hh_heap_s hh_heap_t;
@@ -57,7 +65,7 @@ typedef enum hh_delayed_e {
  * Remote frees on thread_free are still counted in used until the owner
  * collects them (page.c:page_collect_thread_free). */
 struct hh_page_s {
-  /* hot fields first: alloc.c:page_pop, free.c:hh_free touch only these */
+  /* hot fields first: block.h:hhi_page_pop and hhi_block_free_local touch only these */
   hh_block_t* free;                 /* blocks ready to allocate (popped by malloc) */
   uint32_t used;                    /* blocks handed out and not yet freed (incl. thread_free) */
   _Atomic(uint8_t) flags;           /* HH_PAGE_IN_FULL | HH_PAGE_HAS_ALIGNED: one test in free; written by
@@ -66,26 +74,49 @@ struct hh_page_s {
   uint8_t segment_in_use;           /* page is handed out to a heap (segment.c) */
   uint8_t is_zero_init;             /* page memory was fresh from the OS or purged (segment.c) */
   uint8_t is_purged;                /* free page slot whose memory was returned to the OS */
-  uint8_t span_slices;              /* large spans: 64 KiB slices the block covers (segment.c) */
-  _Atomic(uint8_t) single_live;     /* large spans: 1 while the block is allocated; the free that
-                                       takes it to 0 releases the span, a second one is a double free */
+  uint8_t span_slices;              /* large spans: 64 KiB slices the span covers (span.c) */
+  _Atomic(uint8_t) single_live;     /* large and huge: 1 while the block is allocated; the free that
+                                       takes it to 0 releases it, a second one is a double free */
+  uint32_t block_recip;             /* ceil(2^35 / block_size): block index = offset * recip >> 35,
+                                       exact for every offset of a page (block.h:hhi_block_index) */
   hh_block_t* local_free;           /* blocks freed by the owning thread, moved to free in bulk */
   size_t block_size;                /* size of every block in this page (bytes) */
   uint8_t* page_start;              /* first block; page 0 starts after the segment header */
-  uint32_t capacity;                /* blocks threaded into the lists so far (lazy extension) */
+  uint32_t capacity;                /* blocks threaded into the lists so far (lazy extension); kept
+                                       while the slot is free: how far the last page got (page.c) */
   uint32_t reserved;                /* blocks that fit in the page */
   _Atomic(uintptr_t) thread_free;   /* remote-free list head | hh_delayed_t in low 2 bits */
   _Atomic(hh_heap_t*) heap;         /* owning heap; read by remote threads for delayed free */
-  uintptr_t keys[2];                /* secure: per-page keys encoding free-list links (internal.h) */
+  uintptr_t keys[2];                /* per-page keys of the link encoding (block.h:hhi_link_mask);
+                                       keys[1] is odd */
   hh_page_t* next;                  /* next page in its heap queue */
   hh_page_t* prev;                  /* previous page in its heap queue */
   uint16_t segment_idx;             /* index of this page in segment->pages */
-  uint8_t bin;                      /* size class (HH_BIN_HUGE for huge pages) */
+  uint8_t bin;                      /* size class (HH_BIN_HUGE for single-block pages); kept while the
+                                       slot is free: the slot's last class */
   uint8_t is_retired;               /* != 0 iff the page is in heap->retired */
   uint64_t purge_expire;            /* ms timestamp when this free page slot is purged, 0 = none */
   uint64_t retire_at;               /* retired pages: tld heartbeat at which the page is freed */
 };
-_Static_assert(sizeof(struct hh_page_s) == 128, "hh_page_t must stay 128 bytes (internal.h:hh_segment_page_of)");
+_Static_assert(sizeof(struct hh_page_s) == 128, "hh_page_t must stay 128 bytes (block.h:hhi_lookup_page)");
+
+/* ---- block bitmaps (HH_BLOCK_BITMAPS) ---------------------------------------------
+ * Out of the blocks' reach, in the segment's metadata after the page
+ * descriptors: two bitmaps per page slot, bit i for block i of the page.
+ *   live    owner-written: set when a block is taken from a free list,
+ *           cleared when the owner takes it back (its own free, or the
+ *           collection of a remote free)
+ *   remote  set (atomic OR) by the thread that frees the block remotely,
+ *           cleared (atomic AND) by the owner when it collects it
+ * Invariant (page in use): block i is handed out  <=>  live && !remote;
+ *   on free or local_free  <=>  !live;  on thread_free or a heap's delayed
+ *   list  <=>  live && remote.
+ * So a free of a block that is not handed out, a pop of a block that is,
+ * and a remote list holding a block nobody freed are each one bit test. */
+typedef struct hh_page_maps_s {
+  _Atomic(uint64_t) live[HH_PAGE_BLOCKS_MAX / 64];    /* only the owner writes (relaxed stores) */
+  _Atomic(uint64_t) remote[HH_PAGE_BLOCKS_MAX / 64];  /* any thread sets, the owner clears */
+} hh_page_maps_t;
 
 /* page->flags bits (kept in one byte so hh_free tests both at once) */
 #define HH_PAGE_IN_FULL 0x01      /* page is in the heap's full queue */
@@ -120,12 +151,21 @@ struct hh_segment_s {
   uint32_t purge_pending;           /* free pages with a purge_expire set */
   bool in_free_queue;               /* linked in tld->small_free / medium_free */
   uint64_t cached_ms;               /* when it entered the global cache (segment.c), for purging */
-  uint64_t span_used;               /* large: bit i set = slice i belongs to a live block (bit 0: header) */
+  uint64_t span_reserved;           /* large: bit i set = slice i is metadata or guard, never a span */
+  uint64_t span_used;               /* large: bit i set = slice i belongs to a span, or is reserved */
   uint64_t span_resident;           /* large: bit i set = slice i's memory may be resident (not purged) */
   uint64_t span_zero;               /* large: bit i set = slice i is known to read as zero */
   uint64_t span_purge_at;           /* large: ms time to purge the free resident slices, 0 = none */
   hh_page_t pages[];                /* page descriptors, page_count of them */
 };
+
+/* Where a segment's metadata lies: header, page descriptors, then (with
+ * HH_BLOCK_BITMAPS) the block bitmaps of its page slots, then (with
+ * HH_GUARD_METADATA) a guard page; blocks start at info_size. */
+#define HH_SEGMENT_DESCRIPTORS_SIZE (sizeof(hh_segment_t) + HH_SMALL_PAGES_PER_SEGMENT * sizeof(hh_page_t))
+#define HH_SEGMENT_MAPS_OFFSET ((HH_SEGMENT_DESCRIPTORS_SIZE + 4095) & ~(size_t)4095)
+#define HH_SEGMENT_MAPS_SIZE (HH_BLOCK_BITMAPS ? HH_SMALL_PAGES_PER_SEGMENT * sizeof(hh_page_maps_t) : 0)
+_Static_assert(HH_MEDIUM_PAGES_PER_SEGMENT <= HH_SMALL_PAGES_PER_SEGMENT, "every slot kind has its bitmaps");
 
 /* ---- heaps ------------------------------------------------------------------*/
 /* A queue of pages of one size class, most recently useful first. */
@@ -143,7 +183,8 @@ struct hh_heap_s {
   hh_page_queue_t pages[HH_BIN_COUNT];           /* per-bin page queues (+ unused huge slot) + full */
   _Atomic(hh_block_t*) thread_delayed_free;      /* remote frees into full pages (free.c) */
   uintptr_t thread_id;                           /* owning thread, hh_thread_id() */
-  uint64_t random;                               /* state of the heap's PRNG (secure.c) */
+  hh_chacha_t keys_stream;                       /* ChaCha20 stream of free-list keys (random.c) */
+  hh_chacha_t shuffle_stream;                    /* ChaCha20 stream of shuffle seeds (random.c) */
   size_t page_count;                             /* pages owned by this heap */
   hh_page_t* retired[HH_RETIRED_MAX];            /* empty pages kept a while (page.c:hh_page_retire) */
   size_t retired_count;                          /* entries used in retired */
@@ -181,6 +222,7 @@ struct hh_tld_s {
   hh_heap_t* heap_backing;         /* the thread's initial default heap */
   hh_heap_t* heaps;                /* the thread's first-class heaps (hh_heap_new), via heap->next */
   bool in_deferred;                /* inside the deferred-free callback: do not re-enter it */
+  hh_chacha_t address_stream;      /* random mapping addresses (segment.c, HH_RANDOM_ADDRESSES) */
   hh_segments_tld_t segments;      /* segment queues and cache */
 };
 
@@ -207,6 +249,7 @@ typedef struct hh_block_ref_s {
   hh_segment_t* segment;  /* the pointer's segment (set in the segment map) */
   hh_page_t* page;        /* the page descriptor covering the pointer */
   hh_block_t* block;      /* start of the block holding the pointer */
+  uint32_t idx;           /* index of the block in its page */
   bool is_owner;          /* the calling thread owns the segment (local free) */
 } hh_block_ref_t;
 

@@ -38,6 +38,8 @@ bool hhi_validate_page(const hh_page_t* page) {
     CHECK(page->bin == HH_BIN_HUGE, page, "single-block page not of bin HH_BIN_HUGE");
     CHECK(page->reserved == 1 && page->capacity == 1 && page->used <= 1, page, "single-block page counts");
     CHECK(page->free == NULL || page->used == 0, page, "single-block page both free and used");
+    CHECK(atomic_load_explicit(&((hh_page_t*)page)->single_live, memory_order_relaxed) == page->used, page,
+          "single-block page live flag");
     return true;
   }
   CHECK(page->block_size == hhi_bin_size(page->bin), page, "block size is not the size of the page's bin");
@@ -50,6 +52,31 @@ bool hhi_validate_page(const hh_page_t* page) {
   CHECK((size_t)page->used + counts[0] + counts[1] == page->capacity, page,
         "used + |free| + |local_free| != capacity");
   CHECK(counts[2] <= page->used, page, "more remote frees than blocks in use");
+  if (HH_BLOCK_BITMAPS) {
+    /* the bitmaps agree with the lists: listed on free or local_free =>
+     * not live; on thread_free => live and remote; live count == used */
+    hh_page_maps_t* maps = hhi_page_maps(page);
+    uintptr_t tf = atomic_load_explicit(&((hh_page_t*)page)->thread_free, memory_order_acquire);
+    const hh_block_t* remote_head = hhi_thread_free_block(tf);
+    size_t live = 0;
+    for (uint32_t w = 0; w < HH_PAGE_BLOCKS_MAX / 64; w++) {
+      uint64_t bits = atomic_load_explicit(&maps->live[w], memory_order_relaxed);
+      live += (size_t)__builtin_popcountll(bits);
+      CHECK(w * 64 < page->capacity || bits == 0, page, "live bits beyond capacity");
+    }
+    CHECK(live == page->used, page, "live bitmap count is not used");
+    for (uint32_t i = 0; i < page->capacity; i++) {
+      bool listed = (map[i / 64] >> (i % 64)) & 1;
+      bool is_live = hhi_map_test(maps->live, i);
+      bool is_remote = hhi_map_test(maps->remote, i);
+      if (listed && !is_remote) CHECK(!is_live, page, "a block on free or local_free is marked live");
+      if (is_remote) CHECK(is_live, page, "a remotely freed block is not marked live");
+    }
+    for (const hh_block_t* b = remote_head; b != NULL; b = hhi_block_next(page, b)) {
+      uint32_t i = hhi_block_index(page, (size_t)((const uint8_t*)b - page->page_start));
+      CHECK(hhi_map_test(maps->remote, i), page, "a block on thread_free is not marked remotely freed");
+    }
+  }
   return true;
 }
 
@@ -66,11 +93,14 @@ bool hhi_validate_segment(const hh_segment_t* segment) {
         const hh_page_t* page = &segment->pages[i];
         CHECK(page->segment_idx == i, page, "page descriptor index");
         bool slot_free = ((segment->free_slots >> i) & 1) != 0;
-        CHECK(slot_free == !page->segment_in_use, page, "free_slots bitmap disagrees with segment_in_use");
+        size_t area;
+        (void)hhi_segment_page_area(segment, page, &area);
+        CHECK(slot_free == (!page->segment_in_use && area > 0), page,
+              "free_slots bitmap disagrees with segment_in_use");
         if (page->segment_in_use) used++;
       }
       CHECK(used == segment->used, first, "segment used count");
-      CHECK((segment->used < segment->page_count) == segment->in_free_queue || segment->tld == NULL, first,
+      CHECK((segment->free_slots != 0) == segment->in_free_queue || segment->tld == NULL, first,
             "segment with free slots not in its thread's free queue");
       return true;
     }
