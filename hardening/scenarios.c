@@ -222,6 +222,89 @@ static int free_list_cycle_validated(void) {
   return 0;
 }
 
+/* A use-after-free write into a block another thread freed: the owner's
+ * collection of its remote-free list meets a link that leads nowhere. */
+static void* free_one(void* arg) {
+  free(arg);
+  return NULL;
+}
+
+static int write_after_remote_free(void) {
+  void* blocks[200];
+  for (int i = 0; i < 200; i++) blocks[i] = malloc(64);
+  pthread_t t;
+  pthread_create(&t, NULL, free_one, blocks[100]);
+  pthread_join(t, NULL);
+  memcpy(launder(blocks[100]), "\x41\x41\x41\x41\x41\x41\x41\x41", 8);
+  for (int i = 0; i < 100000; i++) free(malloc(64));
+  return 0;
+}
+
+/* The same through a heap's delayed list: the remote free of a block of a
+ * full page goes to its heap's list, where the write after free lands. */
+static int write_after_delayed_free(void) {
+  enum { N = 5000 };
+  static void* blocks[N];
+  for (int i = 0; i < N; i++) blocks[i] = malloc(64);
+  pthread_t t;
+  pthread_create(&t, NULL, free_one, blocks[0]);
+  pthread_join(t, NULL);
+  memcpy(launder(blocks[0]), "\x41\x41\x41\x41\x41\x41\x41\x41", 8);
+  for (int i = 0; i < 100000; i++) free(malloc(64));
+  return 0;
+}
+
+/* An attacker who read a free block's link and learned its successor can
+ * forge a link to any block of the page; aimed at a live one it must not
+ * hand that block out twice. */
+static int free_list_forged_to_live(void) {
+  void* keep = malloc(64);
+  uintptr_t* x = malloc(64);
+  uintptr_t* y = malloc(64);
+  free(y);
+  free(x);                                   /* local_free: x -> y */
+  uintptr_t mask = *(volatile uintptr_t*)x ^ (uintptr_t)y;  /* use after free read */
+  void* live = malloc(64);
+  if (live == x || live == y) return 3;
+  *(volatile uintptr_t*)x = (uintptr_t)live ^ mask;          /* use after free write: x -> live */
+  for (int i = 0; i < 100000; i++) {
+    void* p = malloc(64);
+    if (p == live) return 1;                 /* handed out twice: the attack won */
+  }
+  free(keep);
+  return 0;
+}
+
+/* A linear overflow off the end of a huge block runs into the guard page
+ * right after it, not into whatever is mapped next. */
+static int overflow_off_huge(void) {
+  volatile char* p = malloc(8u << 20);
+  size_t n = malloc_usable_size((void*)p);
+  p[n] = 0x41;
+  return 0;
+}
+
+/* In front of an over-aligned huge block nothing is left writable. */
+static int underflow_aligned_huge(void) {
+  volatile char* p = aligned_alloc(16u << 20, 8u << 20);
+  p[-1] = 0x41;
+  return 0;
+}
+
+/* The last block of a small segment ends before the segment's end guard:
+ * overflowing past the slack faults instead of reaching the next mapping. */
+static int overflow_segment_end(void) {
+  for (int i = 0; i < 2000; i++) {
+    char* p = malloc(8192);
+    uintptr_t end = ((uintptr_t)p & ~(SEGMENT_SIZE - 1)) + SEGMENT_SIZE;
+    if ((uintptr_t)p + 8192 + 8192 >= end) {
+      memset(launder(p), 0x41, (size_t)(end - (uintptr_t)p));  /* up to the segment's end */
+      return 0;
+    }
+  }
+  return 3;  /* no block at the end of a segment was found */
+}
+
 int main(int argc, char** argv) {
   static const struct {
     const char* name;
@@ -238,6 +321,11 @@ int main(int argc, char** argv) {
       {"sized_free_mismatch", sized_free_mismatch},   {"aligned_free_misaligned", aligned_free_misaligned},
       {"heap_not_owned", heap_not_owned},             {"destroy_backing_heap", destroy_backing_heap},
       {"free_list_cycle_validated", free_list_cycle_validated},
+      {"write_after_remote_free", write_after_remote_free},
+      {"write_after_delayed_free", write_after_delayed_free},
+      {"free_list_forged_to_live", free_list_forged_to_live},
+      {"overflow_off_huge", overflow_off_huge},       {"underflow_aligned_huge", underflow_aligned_huge},
+      {"overflow_segment_end", overflow_segment_end},
   };
   if (argc != 2) {
     fprintf(stderr, "usage: %s SCENARIO\n", argv[0]);
