@@ -108,11 +108,14 @@ HH_API void* hh_pvalloc(size_t size) HH_MALLOC_ATTR;
 
 /* ---- sizes ---------------------------------------------------------------- */
 
-/* Bytes usable at p (>= the size requested). 0 for NULL. */
+/* Bytes usable at p (>= the size requested; exactly the size requested
+ * from secure level 2 on, where the rest of the block is its canary). 0 for
+ * NULL. */
 HH_API size_t hh_usable_size(const void* p);
-/* The usable size an allocation of size bytes would really get, so callers
- * can grow buffers to it without waste. Returns size itself when size is too
- * large to be allocated. */
+/* The most an allocation of size bytes could ask for and still get the same
+ * block, so callers can grow buffers to it without waste (malloc of the
+ * result has that usable size). Returns size itself when size is too large
+ * to be allocated. */
 HH_API size_t hh_good_size(size_t size);
 
 /* ---- first-class heaps ------------------------------------------------------
@@ -262,6 +265,12 @@ typedef enum hh_misuse_e {
   HH_MISUSE_HEAP_NOT_OWNED,      /* "<op> of heap <h> by a thread that does not own it" */
   HH_MISUSE_BACKING_HEAP_DESTROY, /* "the backing heap <h> of a thread cannot be destroyed" */
   HH_MISUSE_HEAP_INVARIANT,      /* "heap invariant broken in the page at <page> (size class <n>): <detail>" */
+  HH_MISUSE_HEAP_OVERFLOW,       /* "heap buffer overflow past the <r>-byte block at <p> (size class <n>): byte
+                                    <k> from its start was overwritten" */
+  HH_MISUSE_HEAP_OVERFLOW_SIZE,  /* "heap buffer overflow past the block at <p> (size class <n>): its recorded
+                                    size at byte <k> from its start was overwritten" */
+  HH_MISUSE_WRITE_AFTER_FREE,    /* "write after free to the block at <p> (size class <n>): byte <k> was
+                                    written after it was freed" */
   HH_MISUSE_COUNT_               /* number of kinds */
 } hh_misuse_t;
 
@@ -282,6 +291,8 @@ typedef struct hh_misuse_info_s {
   size_t usable_size;        /* bytes usable at pointer */
   size_t size;               /* a size the program passed (sized free) */
   size_t alignment;          /* an alignment the program passed */
+  size_t requested_size;     /* the size the program asked for (heap buffer overflows) */
+  size_t offset;             /* offset from pointer of the first damaged byte */
   uintptr_t value;           /* a corrupted value read from the heap (a free-list link) */
   unsigned long thread_id;   /* kernel id of the thread that detected it */
 } hh_misuse_info_t;
@@ -339,6 +350,12 @@ HH_API bool hh_option_set(hh_option_t option, long value);
 HH_API int hh_version(void);
 /* True when this is the secure build (libhardheap-secure). */
 HH_API bool hh_is_secure(void);
+/* The build's secure level: 0 for libhardheap; 1 (integrity: guarded
+ * metadata, unforgeable free lists, double frees caught), 2 (also canaries
+ * after every block, zero on free, a quarantine before reuse), 3 (also
+ * guard pages between pages) for libhardheap-secure. From level 2 on,
+ * hh_usable_size is exactly what was asked for (the rest is the canary). */
+HH_API int hh_secure_level(void);
 
 #ifdef __cplusplus
 }

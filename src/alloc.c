@@ -8,11 +8,14 @@
  * purging). */
 #include "internal.h"
 
-/* ---- the generic path --------------------------------------------------------*/
-/* A page of heap with a free block for size bytes, after the heartbeat's
+/* ---- the generic path --------------------------------------------------------
+ * Sizes: `size` is what the program asked for; the block must hold
+ * hhi_block_need(size) (the canary's minimum added with HH_CANARY). */
+
+/* A page of heap with a free block of need bytes, after the heartbeat's
  * housekeeping; NULL (errno ENOMEM) when out of memory. heap is initialised
  * first if it is the empty placeholder. */
-static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t** pheap, size_t size,
+static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t** pheap, size_t need,
                                                                     size_t alignment) {
   hh_heap_t* heap = *pheap;
   if (hh_unlikely(!hhi_heap_is_initialized(heap))) {
@@ -23,10 +26,6 @@ static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t**
     }
     *pheap = heap;
   }
-  if (hh_unlikely(size > HH_MAX_ALLOC_SIZE)) {
-    errno = ENOMEM;
-    return NULL;
-  }
   hh_tld_t* tld = heap->tld;
   tld->heartbeat++;
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL) hhi_heap_delayed_free_all(heap);
@@ -36,10 +35,10 @@ static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t**
     hhi_heap_deferred_free(heap, false);
   }
 
-  hh_page_t* page = hhi_page_find(heap, size, alignment);
+  hh_page_t* page = hhi_page_find(heap, need, alignment);
   if (hh_unlikely(page == NULL)) {
     hh_heap_collect(heap, true);
-    page = hhi_page_find(heap, size, alignment);
+    page = hhi_page_find(heap, need, alignment);
     if (page == NULL) {
       errno = ENOMEM;
       return NULL;
@@ -56,8 +55,12 @@ static inline hh_block_t* page_take(hh_page_t* page) {
 }
 
 hh_noinline void* hhi_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t alignment) {
+  if (hh_unlikely(size > HH_MAX_ALLOC_SIZE)) {
+    errno = ENOMEM;
+    return NULL;
+  }
   for (;;) {
-    hh_page_t* page = page_generic(&heap, size, alignment);
+    hh_page_t* page = page_generic(&heap, hhi_block_need(size), alignment);
     if (page == NULL) return NULL;
     hh_block_t* block = page_take(page);
     /* NULL: a corrupted free list, reported and cut (HH_BLOCK_BITMAPS) */
@@ -65,6 +68,7 @@ hh_noinline void* hhi_malloc_generic(hh_heap_t* heap, size_t size, bool zero, si
   }
 }
 
+/* ---- fast paths ---------------------------------------------------------------*/
 /* count * size, or false with errno ENOMEM when it overflows. */
 static inline bool array_size(size_t count, size_t size, size_t* total) {
   if (hh_likely(!hhi_mul_overflow(count, size, total))) return true;
@@ -72,7 +76,6 @@ static inline bool array_size(size_t count, size_t size, size_t* total) {
   return false;
 }
 
-/* ---- fast paths ---------------------------------------------------------------*/
 /* The head of page's list failed its check: report, cut, allocate elsewhere. */
 static hh_noinline void* malloc_bad_head(hh_heap_t* heap, hh_page_t* page, size_t size, bool zero) {
   (void)hhi_page_pop_bad(page);
@@ -87,18 +90,24 @@ static inline void* page_malloc(hh_heap_t* heap, hh_page_t* page, size_t size, b
   return hhi_block_hand_out(page, block, block, size, zero);
 }
 
-/* Above 1 KiB: the first page of the size class, else the generic path. */
+/* Sizes whose block comes from pages_direct (with the canary's minimum). */
+#define HH_DIRECT_SIZE_MAX (HH_SMALL_SIZE_MAX - (HH_CANARY ? HH_CANARY_MIN : 0))
+
+/* Above that: the first page of the size class, else the generic path. */
 static hh_noinline void* heap_malloc_medium(hh_heap_t* heap, size_t size, bool zero) {
   if (size <= HH_MEDIUM_OBJ_SIZE_MAX) {
-    hh_page_t* page = heap->pages[hhi_bin(size)].first;
-    if (page != NULL) return page_malloc(heap, page, size, zero);
+    size_t need = hhi_block_need(size);
+    if (need <= HH_MEDIUM_OBJ_SIZE_MAX) {
+      hh_page_t* page = heap->pages[hhi_bin(need)].first;
+      if (page != NULL) return page_malloc(heap, page, size, zero);
+    }
   }
   return hhi_malloc_generic(heap, size, zero, 0);
 }
 
 static inline void* heap_malloc(hh_heap_t* heap, size_t size, bool zero) {
-  if (hh_likely(size <= HH_SMALL_SIZE_MAX)) {
-    return page_malloc(heap, heap->pages_direct[hhi_wsize_of(size)], size, zero);
+  if (hh_likely(size <= HH_DIRECT_SIZE_MAX)) {
+    return page_malloc(heap, heap->pages_direct[hhi_wsize_of(hhi_block_need(size))], size, zero);
   }
   return heap_malloc_medium(heap, size, zero);
 }
@@ -118,14 +127,14 @@ void* hh_calloc(size_t count, size_t size) {
 }
 
 /* ---- aligned allocation ---------------------------------------------------------*/
-/* Take a block of at least size bytes (not handed out yet); *ppage gets its page. */
-static hh_block_t* heap_take(hh_heap_t* heap, size_t size, hh_page_t** ppage) {
+/* Take a block of at least need bytes (not handed out yet); *ppage gets its page. */
+static hh_block_t* heap_take(hh_heap_t* heap, size_t need, hh_page_t** ppage) {
   hh_page_t* page = NULL;
-  if (size <= HH_SMALL_SIZE_MAX) page = heap->pages_direct[hhi_wsize_of(size)];
-  else if (size <= HH_MEDIUM_OBJ_SIZE_MAX) page = heap->pages[hhi_bin(size)].first;
+  if (need <= HH_SMALL_SIZE_MAX) page = heap->pages_direct[hhi_wsize_of(need)];
+  else if (need <= HH_MEDIUM_OBJ_SIZE_MAX) page = heap->pages[hhi_bin(need)].first;
   for (;;) {
     if (page == NULL || page->free == NULL) {
-      page = page_generic(&heap, size, 0);
+      page = page_generic(&heap, need, 0);
       if (page == NULL) return NULL;
     }
     hh_block_t* block = page_take(page);
@@ -150,8 +159,8 @@ static void* heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment,
 
   /* Often the next block of the size class is aligned already: blocks of a
    * power-of-two size sit at multiples of their size. */
-  if (size <= HH_SMALL_SIZE_MAX) {
-    hh_page_t* page = heap->pages_direct[hhi_wsize_of(size)];
+  if (size <= HH_DIRECT_SIZE_MAX) {
+    hh_page_t* page = heap->pages_direct[hhi_wsize_of(hhi_block_need(size))];
     if (page->free != NULL && ((uintptr_t)page->free & (alignment - 1)) == 0) return page_malloc(heap, page, size, zero);
   }
   if (alignment > HH_SEGMENT_SIZE / 2) {
@@ -166,7 +175,7 @@ static void* heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment,
   /* Over-allocate and hand out the aligned address inside the block; free
    * finds the block start again because the page is marked. */
   hh_page_t* page;
-  hh_block_t* block = heap_take(heap, size + alignment - 1, &page);
+  hh_block_t* block = heap_take(heap, hhi_block_need(size + alignment - 1), &page);
   if (block == NULL) return NULL;
   uint8_t* aligned = (uint8_t*)hhi_align_up((uintptr_t)block, alignment);
   if (aligned != (uint8_t*)block) hhi_page_flags_set(page, HH_PAGE_HAS_ALIGNED);
@@ -240,16 +249,24 @@ static void* heap_realloc(hh_heap_t* heap, void* p, size_t newsize, size_t align
     errno = EINVAL;
     return NULL;
   }
-  size_t usable = hhi_block_usable_size(&ref, p);
+  if (!hhi_canary_check(ref.page, ref.block, p, HH_OP_REALLOC)) {
+    errno = EINVAL;  /* going on: the damaged block is left alone */
+    return NULL;
+  }
+  size_t usable = hhi_block_usable_size(&ref, p, HH_OP_REALLOC);
+  size_t offset = (size_t)((uint8_t*)p - (uint8_t*)ref.block);
   bool aligned_ok = alignment == 0 || ((uintptr_t)p & (alignment - 1)) == 0;
+  bool in_place = false;
   if (hhi_segment_kind_is_single(ref.segment->kind)) {
     /* a block with a page of its own grows and shrinks in place */
-    if (aligned_ok && p == (void*)ref.page->page_start && newsize <= HH_MAX_ALLOC_SIZE &&
-        hhi_single_resize(ref.page, newsize)) {
-      hhi_track_resize(p, usable, newsize);
-      return p;
-    }
-  } else if (aligned_ok && newsize <= usable && newsize >= usable / 2) {
+    in_place = aligned_ok && offset == 0 && newsize <= HH_MAX_ALLOC_SIZE &&
+               hhi_single_resize(ref.page, hhi_block_need(newsize));
+  } else {
+    size_t capacity = hhi_block_capacity(&ref, p);
+    in_place = aligned_ok && newsize <= capacity && newsize >= capacity / 2;
+  }
+  if (in_place) {
+    if (HH_CANARY) hhi_canary_write(ref.page, ref.block, offset + newsize);
     hhi_track_resize(p, usable, newsize);
     return p;
   }
@@ -342,6 +359,12 @@ char* hh_strndup(const char* s, size_t n) {
 }
 
 /* ---- sizes -------------------------------------------------------------------------*/
+/* What the program may use when it asks for size bytes: the block's size,
+ * less the canary's minimum with HH_CANARY. */
 size_t hh_good_size(size_t size) {
-  return hhi_good_size(size, hhi_os_page_size());
+  if (size > HH_MAX_ALLOC_SIZE) return size;
+  size_t need = hhi_block_need(size);
+  size_t block = need <= HH_MEDIUM_OBJ_SIZE_MAX ? hhi_good_size(need, hhi_os_page_size())
+                                                : hhi_single_block_size(need);
+  return block - (need - size);
 }

@@ -159,34 +159,147 @@ static inline hh_block_t* hhi_page_pop(hh_page_t* page) {
   return hhi_page_take(page, block);
 }
 
+/* ---- canaries (HH_CANARY) -----------------------------------------------------
+ * Threat: a write past the end of what the program asked for, into the
+ * block's slack or on into the next block, goes unnoticed. Every block
+ * carries its requested size r in the bytes after it (a request of n bytes
+ * takes a block of at least hhi_block_need(n) bytes):
+ *   [r]              0: a string read past the end stops here
+ *   [r+1, bs-w)      keyed fill: byte i is byte i % 8 of the block's canary word
+ *   [bs-w, bs)       delta = bs - r, XOR the top bits of the canary word
+ * where the size field is w = 2 bytes in blocks up to 64 KiB, 8 in larger
+ * ones (so delta >= w + 1). The canary word is a keyed function of the
+ * block's address (page keys), so neither the fill nor the size can be
+ * rewritten blindly. Checked on free and realloc (hhi_canary_check);
+ * usable_size is r. */
+static inline uint64_t hhi_canary_word(const hh_page_t* page, const void* block) {
+  return hhi_link_mask(page, (const uint8_t*)block + 2 * sizeof(hh_block_t));
+}
+
+static inline uint8_t hhi_canary_byte(uint64_t word, size_t i) {
+  return (uint8_t)(word >> (8 * (i % 8)));
+}
+
+static inline size_t hhi_canary_field(const hh_page_t* page) {
+  return page->block_size <= HH_CANARY_SHORT_MAX ? 2 : 8;
+}
+
+/* The requested size recorded in the block (relative to its start), or
+ * SIZE_MAX when the size bytes are damaged. */
+static inline size_t hhi_canary_requested(const hh_page_t* page, const void* block) {
+  const uint8_t* b = block;
+  uint64_t word = hhi_canary_word(page, block);
+  size_t field = hhi_canary_field(page);
+  size_t delta;
+  if (field == 2) {
+    uint16_t stored;
+    memcpy(&stored, b + page->block_size - 2, sizeof(stored));
+    delta = (uint16_t)(stored ^ (uint16_t)(word >> 48));
+  } else {
+    uint64_t stored;
+    memcpy(&stored, b + page->block_size - 8, sizeof(stored));
+    delta = (size_t)(stored ^ word);
+  }
+  if (hh_unlikely(delta <= field || delta > page->block_size)) return SIZE_MAX;
+  return page->block_size - delta;
+}
+
+static inline void hhi_canary_write(const hh_page_t* page, void* block, size_t r) {
+  uint8_t* b = block;
+  size_t field = hhi_canary_field(page);
+  size_t end = page->block_size - field;
+  uint64_t word = hhi_canary_word(page, block);
+  b[r] = 0;
+  size_t i = r + 1;
+  for (; i < end && i % 8 != 0; i++) b[i] = hhi_canary_byte(word, i);
+  for (; i + 8 <= end; i += 8) memcpy(b + i, &word, 8);  /* little endian: byte k is byte k of word */
+  for (; i < end; i++) b[i] = hhi_canary_byte(word, i);
+  if (field == 2) {
+    uint16_t stored = (uint16_t)((page->block_size - r) ^ (uint16_t)(word >> 48));
+    memcpy(b + end, &stored, sizeof(stored));
+  } else {
+    uint64_t stored = (uint64_t)(page->block_size - r) ^ word;
+    memcpy(b + end, &stored, sizeof(stored));
+  }
+}
+
+/* Offset (from the block start) of the first damaged canary byte of a
+ * block whose requested size is r, or SIZE_MAX when it is intact. */
+static inline size_t hhi_canary_damage(const hh_page_t* page, const void* block, size_t r) {
+  const uint8_t* b = block;
+  size_t end = page->block_size - hhi_canary_field(page);
+  uint64_t word = hhi_canary_word(page, block);
+  if (b[r] != 0) return r;
+  size_t i = r + 1;
+  for (; i < end && i % 8 != 0; i++) {
+    if (b[i] != hhi_canary_byte(word, i)) return i;
+  }
+  for (; i + 8 <= end; i += 8) {
+    uint64_t v;
+    memcpy(&v, b + i, 8);
+    if (v != word) break;
+  }
+  for (; i < end; i++) {
+    if (b[i] != hhi_canary_byte(word, i)) return i;
+  }
+  return SIZE_MAX;
+}
+
+/* The canary of block (handed out as p) is intact; otherwise report a heap
+ * buffer overflow (out of line) and return false. */
+static inline bool hhi_canary_check(const hh_page_t* page, const void* block, const void* p, hh_op_t op) {
+  if (!HH_CANARY) return true;
+  size_t r = hhi_canary_requested(page, block);
+  if (hh_likely(r != SIZE_MAX && hhi_canary_damage(page, block, r) == SIZE_MAX)) return true;
+  hhi_report_overflow(page, block, p, op, r);
+  return false;
+}
+
+/* ---- zero on free (HH_ZERO_ON_FREE, HH_CHECK_FREED_ZERO) -------------------------
+ * Threat: a write after free lands in a block another owner gets next. A
+ * freed block of a page of many blocks is zeroed past its first word (the
+ * link); when it is handed out again it must still be zero, else the write
+ * is reported. Fresh memory is zero too, and a slot that changes class
+ * loses the old links (hhi_segment_clear_links), so every free block of
+ * such a page is zero past its first word. */
+static inline void hhi_block_zero_freed(const hh_page_t* page, hh_block_t* block) {
+  if (HH_ZERO_ON_FREE) memset((uint8_t*)block + sizeof(hh_block_t), 0, page->block_size - sizeof(hh_block_t));
+}
+
+static inline void hhi_block_check_zero(const hh_page_t* page, const hh_block_t* block) {
+  const uint64_t* words = (const uint64_t*)block;
+  size_t n = page->block_size / sizeof(uint64_t);
+  uint64_t any = 0;
+  for (size_t i = 1; i < n; i++) any |= words[i];
+  if (hh_unlikely(any != 0)) hhi_report_write_after_free(page, block, sizeof(hh_block_t));
+}
+
 /* ---- handing a block out ----------------------------------------------------------
  * block was just taken from page; p is the address the program gets (the
  * block itself, or an aligned address inside it) for a request of size
  * bytes. Zeroes the block when asked, never lets a link leave the
  * allocator, marks an interior address so free can tell it from a guess,
- * and tells the tracking tool. */
+ * writes the canary, and tells the tracking tool. */
 static inline void* hhi_block_hand_out(const hh_page_t* page, hh_block_t* block, void* p, size_t size, bool zero) {
+  if (HH_CHECK_FREED_ZERO && page->block_recip != 0) hhi_block_check_zero(page, block);
   if (zero) {
-    if (page->free_is_zero) block->next = 0;
+    /* freed blocks are zeroed already (HH_ZERO_ON_FREE), but single blocks not */
+    if (page->free_is_zero || (HH_ZERO_ON_FREE && page->block_recip != 0)) block->next = 0;
     else memset(block, 0, page->block_size);
   } else if (HH_CLEAR_HANDED_OUT_LINK) {
     block->next = 0;
   }
   if (HH_CHECK_POINTERS && p != (void*)block) block->next = hhi_aligned_tag(page, block, p);
-  hhi_track_malloc(p, size, page->block_size - (size_t)((uint8_t*)p - (uint8_t*)block), zero);
+  size_t offset = (size_t)((uint8_t*)p - (uint8_t*)block);
+  if (HH_CANARY) hhi_canary_write(page, block, offset + size);
+  hhi_track_malloc(p, size, page->block_size - offset, zero);
   return p;
 }
 
 /* ---- freeing a block on its owner thread -------------------------------------------
- * block (index idx, handed out as p) comes back to its owner thread; the
- * lookup checked it is handed out. may_be_full: the page may be in the full
- * queue (the caller has not tested page->flags); the fast path of free
- * passes false. */
-static inline void hhi_block_free_local(hh_page_t* page, hh_block_t* block, uint32_t idx, const void* p,
-                                        bool may_be_full) {
-  hh_assert(atomic_load_explicit(&hhi_page_segment(page)->thread_id, memory_order_relaxed) == hhi_thread_id());
-  if (HH_BLOCK_BITMAPS) hhi_map_owner_clear(hhi_page_maps(page)->live, idx);
-  hhi_track_free(p, block, page->block_size);
+ * A freed block goes back on its page's local_free list (page.c also calls
+ * this when a block leaves the quarantine). */
+static inline void hhi_block_push_local(hh_page_t* page, hh_block_t* block, bool may_be_full) {
   hhi_block_set_next(page, block, page->local_free);
   page->local_free = block;
   page->used--;
@@ -194,10 +307,45 @@ static inline void hhi_block_free_local(hh_page_t* page, hh_block_t* block, uint
   if (hh_unlikely(page->used == 0)) hhi_page_retire(page);
 }
 
+/* block (index idx, handed out as p) comes back to its owner thread; the
+ * lookup checked it is handed out. may_be_full: the page may be in the full
+ * queue (the caller has not tested page->flags); the fast path of free
+ * passes false. */
+static inline void hhi_block_free_local(hh_page_t* page, hh_block_t* block, uint32_t idx, const void* p,
+                                        bool may_be_full) {
+  hh_assert(atomic_load_explicit(&hhi_page_segment(page)->thread_id, memory_order_relaxed) == hhi_thread_id());
+  if (!hhi_canary_check(page, block, p, HH_OP_FREE)) return;  /* going on: the block is leaked */
+  if (HH_BLOCK_BITMAPS) hhi_map_owner_clear(hhi_page_maps(page)->live, idx);
+  hhi_block_zero_freed(page, block);
+  hhi_track_free(p, block, page->block_size);
+  if (HH_QUARANTINE) {
+    hhi_quarantine_put(page, block);  /* another, older block comes out */
+    return;
+  }
+  hhi_block_push_local(page, block, may_be_full);
+}
+
 /* ---- usable size -----------------------------------------------------------------
- * Bytes the program may use at p, a pointer inside the block of ref. */
-static inline size_t hhi_block_usable_size(const hh_block_ref_t* ref, const void* p) {
-  return ref->page->block_size - (size_t)((uintptr_t)p - (uintptr_t)ref->block);
+ * Bytes the program may use at p, a pointer inside the block of ref: with
+ * HH_CANARY what it asked for (the rest is the canary), else up to the
+ * block's end. The canary's size and zero byte are checked (0 and a report
+ * when they are damaged). */
+static inline size_t hhi_block_usable_size(const hh_block_ref_t* ref, const void* p, hh_op_t op) {
+  size_t offset = (size_t)((uintptr_t)p - (uintptr_t)ref->block);
+  if (!HH_CANARY) return ref->page->block_size - offset;
+  size_t r = hhi_canary_requested(ref->page, ref->block);
+  if (hh_unlikely(r == SIZE_MAX || r < offset || ((const uint8_t*)ref->block)[r] != 0)) {
+    hhi_report_overflow(ref->page, ref->block, p, op, r);
+    return 0;
+  }
+  return r - offset;
+}
+
+/* Bytes from p to the end of what the block of ref can hold for the
+ * program (its canary's minimum excluded): how far realloc grows in place. */
+static inline size_t hhi_block_capacity(const hh_block_ref_t* ref, const void* p) {
+  size_t offset = (size_t)((uintptr_t)p - (uintptr_t)ref->block);
+  return ref->page->block_size - offset - (HH_CANARY ? hhi_canary_field(ref->page) + 1 : 0);
 }
 
 /* ---- from a pointer to its block -------------------------------------------------

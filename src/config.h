@@ -21,6 +21,14 @@
  *      twice; every free, realloc and usable_size validates its pointer;
  *      new blocks are threaded in random order; freed huge blocks stay
  *      mapped inaccessible for a while; misuse aborts.
+ *   2  overflows and reuse: a canary after every block's requested size
+ *      (a zero byte, a keyed fill, the keyed size), checked on free and
+ *      realloc; freed blocks are zeroed and found still zero when handed out
+ *      again (a write after free); a freed block waits in a small random
+ *      quarantine before it can be reused; page slots are chosen at random.
+ *   3  guard pages: a PROT_NONE page between pages (every page while the
+ *      process's mapping budget allows, then every k-th), after every large
+ *      block, and over purged memory.
  * libhardheap is level 0; libhardheap-secure is HH_SECURE_LEVEL_MAX unless
  * the build asks for another (cmake -DHARDHEAP_SECURE_LEVEL=N). */
 #ifndef HH_CONFIG_H
@@ -32,7 +40,7 @@
 #ifndef HARDHEAP_SECURE
 #define HARDHEAP_SECURE 0
 #endif
-#define HH_SECURE_LEVEL_MAX 1
+#define HH_SECURE_LEVEL_MAX 3
 #if HARDHEAP_SECURE < 0 || HARDHEAP_SECURE > HH_SECURE_LEVEL_MAX
 #error "HARDHEAP_SECURE must be a level from 0 to HH_SECURE_LEVEL_MAX"
 #endif
@@ -50,6 +58,33 @@
 #define HH_GUARD_THREAD_DATA (HH_SECURE_LEVEL >= 1)    /* heap.c: thread data between guard pages */
 #define HH_HUGE_QUARANTINE (HH_SECURE_LEVEL >= 1)      /* segment.c: freed huge blocks kept inaccessible */
 #define HH_MISUSE_ABORTS_BY_DEFAULT (HH_SECURE_LEVEL >= 1) /* options.c: ABORT_ON_MISUSE default */
+
+/* ---- level 2: overflows and reuse ------------------------------------------ */
+#define HH_CANARY (HH_SECURE_LEVEL >= 2)               /* block.h: hhi_canary_write / hhi_canary_check */
+#define HH_ZERO_ON_FREE (HH_SECURE_LEVEL >= 2)         /* block.h: freed blocks zeroed past their link */
+#define HH_CHECK_FREED_ZERO (HH_SECURE_LEVEL >= 2)     /* block.h: hand-out finds a reused block still zero */
+#define HH_QUARANTINE (HH_SECURE_LEVEL >= 2)           /* page.c: freed blocks wait before reuse */
+#define HH_RANDOM_SLOTS (HH_SECURE_LEVEL >= 2)         /* segment.c: random page slot, large block offset */
+
+/* ---- level 3: guard pages -------------------------------------------------- */
+#define HH_GUARD_PAGES (HH_SECURE_LEVEL >= 3)          /* segment.c: a guard after every page (budgeted) */
+#define HH_GUARD_LARGE (HH_SECURE_LEVEL >= 3)          /* span.c: a guard right after every large block */
+#define HH_PROTECT_PURGED (HH_SECURE_LEVEL >= 3)       /* segment.c: purged page slots PROT_NONE */
+
+/* Bytes a request needs beyond its size with HH_CANARY: the zero byte and
+ * the canary's size bytes, two in a block of up to HH_CANARY_SHORT_MAX
+ * bytes, eight in larger ones (block.h). */
+#define HH_CANARY_MIN 3
+#define HH_CANARY_MIN_LARGE 9
+#define HH_CANARY_SHORT_MAX ((size_t)1 << 16)
+/* Blocks a heap's quarantine holds (HH_QUARANTINE), and at most this many
+ * bytes of them: a freed block waits for a random number of later frees. */
+#define HH_QUARANTINE_SLOTS 32
+#define HH_QUARANTINE_BYTES ((size_t)256 * 1024)
+/* Guard pages between pages (HH_GUARD_PAGES) cost two kernel mappings each;
+ * every page gets one until this many guards exist, then every 2nd, 4th,
+ * ... (Linux's default limit is 65530 mappings per process). */
+#define HH_GUARD_BUDGET 8192
 #define HH_BUILD_NAME (HH_SECURE_LEVEL == 0 ? "default" : "secure")
 #define HH_ERRORS_ALWAYS_SHOWN (HH_SECURE_LEVEL >= 1)    /* options.c: SHOW_ERRORS cannot be turned off */
 
@@ -87,7 +122,10 @@
 #define HH_MEDIUM_PAGES_PER_SEGMENT (HH_SEGMENT_SIZE / HH_MEDIUM_PAGE_SIZE) /* 8 */
 
 #define HH_SMALL_OBJ_SIZE_MAX (HH_SMALL_PAGE_SIZE / 8)    /* 8 KiB: >= 8 blocks per small page */
-#define HH_MEDIUM_OBJ_SIZE_MAX (HH_MEDIUM_PAGE_SIZE / 8)  /* 64 KiB: >= 8 blocks per medium page */
+/* 64 KiB: >= 8 blocks per medium page. With canaries one class more
+ * (72 KiB, 7 a page), so a 64 KiB request plus its canary is still a
+ * medium block rather than a two-slice span. */
+#define HH_MEDIUM_OBJ_SIZE_MAX (HH_SECURE_LEVEL >= 2 ? (size_t)73728 : HH_MEDIUM_PAGE_SIZE / 8)
 #define HH_LARGE_OBJ_SIZE_MAX (HH_SEGMENT_SIZE / 2)       /* 2 MiB: largest block asked from spans */
 #define HH_SPAN_SLICE_SHIFT HH_SMALL_PAGE_SHIFT           /* large segments are cut into 64 KiB slices */
 #define HH_SPAN_SLICE_SIZE ((size_t)1 << HH_SPAN_SLICE_SHIFT)
@@ -143,5 +181,8 @@ _Static_assert(HH_SMALL_OBJ_SIZE_MAX < HH_MEDIUM_OBJ_SIZE_MAX && HH_MEDIUM_OBJ_S
                "size kinds are ordered");
 _Static_assert(HH_MEDIUM_PAGE_SIZE / HH_SMALL_OBJ_SIZE_MAX <= HH_PAGE_BLOCKS_MAX, "medium pages hold fewer blocks");
 _Static_assert(HH_PAGES_DIRECT == HH_SMALL_SIZE_MAX / HH_MIN_ALIGN + 1, "pages_direct covers 0 .. HH_SMALL_SIZE_MAX");
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the canary fill (block.h) assumes a little-endian machine"
+#endif
 
 #endif /* HH_CONFIG_H */

@@ -12,6 +12,7 @@
  * free. */
 static void free_single(const hh_block_ref_t* ref, void* p) {
   hh_page_t* page = ref->page;
+  if (!hhi_canary_check(page, ref->block, p, HH_OP_FREE)) return;  /* going on: the block is leaked */
   if (!hhi_single_claim(page)) {
     hhi_misuse_on_page(HH_MISUSE_DOUBLE_FREE, HH_OP_FREE, p, page);
     return;
@@ -67,7 +68,7 @@ void hh_free_sized(void* p, size_t size) {
     /* a size larger than the block means the caller freed the wrong object */
     hh_block_ref_t ref;
     if (!hhi_block_lookup(p, HH_OP_FREE, &ref)) return;
-    size_t usable = hhi_block_usable_size(&ref, p);
+    size_t usable = hhi_block_usable_size(&ref, p, HH_OP_FREE);
     if (size > usable) {
       hhi_misuse(HH_OP_FREE, (hh_misuse_info_t){.kind = HH_MISUSE_SIZED_FREE_MISMATCH,
                                                 .pointer = p,
@@ -98,5 +99,5 @@ size_t hh_usable_size(const void* p) {
   if (p == NULL) return 0;
   hh_block_ref_t ref;
   if (!hhi_block_lookup(p, HH_OP_USABLE_SIZE, &ref)) return 0;
-  return hhi_block_usable_size(&ref, p);
+  return hhi_block_usable_size(&ref, p, HH_OP_USABLE_SIZE);
 }

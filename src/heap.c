@@ -59,6 +59,7 @@ static void heap_init(hh_heap_t* heap, hh_tld_t* tld) {
   heap->pages[HH_BIN_FULL].block_size = HH_LARGE_OBJ_SIZE_MAX + 2 * HH_MIN_ALIGN;
   heap->thread_id = hhi_thread_id();
   hhi_random_heap_init(heap, key_from);
+  heap->quarantine_state = hhi_random_shuffle_seed(heap);
 }
 
 static hh_thread_data_t* thread_data_alloc(void) {
@@ -112,6 +113,7 @@ hh_heap_t* hhi_heap_thread_init(void) {
   heap_init(heap, tld);
   tld->heap_backing = heap;
   hhi_chacha_derive(&tld->address_stream, &heap->keys_stream, 3);
+  tld->choice_state = hhi_chacha_next(&tld->address_stream);
   hhi_heap_default = heap;
   /* after setting the default: pthread_setspecific may itself allocate */
   if (thread_key_ready) pthread_setspecific(thread_key, heap);
@@ -176,6 +178,7 @@ void hhi_tld_collect(hh_tld_t* tld, bool force) {
 
 void hh_heap_collect(hh_heap_t* heap, bool force) {
   if (!hhi_heap_is_mine(heap)) return;
+  hhi_quarantine_flush(heap);
   hhi_heap_deferred_free(heap, force);
   hhi_heap_delayed_free_all(heap);
   hhi_page_collect_retired(heap, force, force);
@@ -231,6 +234,7 @@ void hhi_heap_fork_child_reseed(void) {
   hh_heap_t* backing = tld->heap_backing;
   hhi_random_heap_init(backing, NULL);
   hhi_chacha_derive(&tld->address_stream, &backing->keys_stream, 3);
+  tld->choice_state = hhi_chacha_next(&tld->address_stream);
   for (hh_heap_t* h = tld->heaps; h != NULL; h = h->next) hhi_random_heap_init(h, backing);
 }
 
@@ -305,6 +309,7 @@ static void page_never_delayed_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_
 
 /* Move every page of `from` into `into` (both of the calling thread). */
 static void heap_absorb(hh_heap_t* into, hh_heap_t* from) {
+  hhi_quarantine_flush(from);
   /* no remote free may target from's delayed list once we start moving */
   heap_visit_pages(from, page_never_delayed_visitor, false);
   hhi_heap_delayed_free_all(from);
@@ -368,7 +373,8 @@ static void page_destroy_visitor(hh_heap_t* heap, hh_page_queue_t* pq, hh_page_t
   (void)force;
   hhi_queue_remove(heap, pq, page);
   heap->page_count--;
-  hhi_segment_page_free(page, false);
+  /* live blocks were never zeroed: with HH_ZERO_ON_FREE their memory goes */
+  hhi_segment_page_free(page, HH_ZERO_ON_FREE && page->used != 0);
 }
 
 void hh_heap_destroy(hh_heap_t* heap) {
@@ -379,6 +385,7 @@ void hh_heap_destroy(hh_heap_t* heap) {
   }
   for (size_t i = 0; i < heap->retired_count; i++) heap->retired[i]->is_retired = 0;
   heap->retired_count = 0;
+  hhi_quarantine_drop(heap);  /* its blocks' pages go now */
   heap_visit_pages(heap, page_destroy_visitor, false);
   hhi_singles_lock(heap);
   while (heap->singles != NULL) {
@@ -446,6 +453,7 @@ static bool visit_page(hh_heap_t* heap, hh_page_t* page, bool all, hh_block_visi
 bool hh_heap_visit_blocks(hh_heap_t* heap, bool visit_all_blocks, hh_block_visit_fun* visitor, void* arg) {
   if (visitor == NULL || !heap_check_mine(heap, HH_OP_HEAP_VISIT)) return false;
   hhi_heap_delayed_free_all(heap);  /* remote frees into full pages wait there */
+  hhi_quarantine_flush(heap);       /* and freed blocks in the quarantine */
   for (size_t bin = 0; bin < HH_BIN_COUNT; bin++) {
     for (hh_page_t* page = heap->pages[bin].first; page != NULL; page = page->next) {
       if (!visit_page(heap, page, visit_all_blocks, visitor, arg)) return false;
@@ -472,6 +480,7 @@ static void thread_done(void* value) {
     heap_absorb(heap, h);
     heap_release(h);
   }
+  hhi_quarantine_flush(heap);
   /* 1. stop remote frees from targeting this heap (waits out pushes in flight),
    * 2. take in what they sent and free every empty page,
    * 3. leave the rest to whichever thread reclaims it. */

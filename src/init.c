@@ -65,3 +65,7 @@ int hh_version(void) {
 bool hh_is_secure(void) {
   return HH_SECURE_LEVEL != 0;
 }
+
+int hh_secure_level(void) {
+  return HH_SECURE_LEVEL;
+}

@@ -123,6 +123,8 @@ void hhi_segment_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool for
 /* A span for a block of block_size bytes aligned to alignment (at most
  * SEGMENT_SIZE / 2); tld's span cache is tried first. */
 hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t block_size, size_t alignment);
+/* The block size of a span for a need of need bytes. */
+size_t hhi_span_block_size(size_t need);
 /* Can a span hold block_size bytes aligned to alignment at all (the
  * metadata and guard slices leave room)? Otherwise it needs a huge segment. */
 bool hhi_span_can_hold(size_t block_size, size_t alignment);
@@ -178,8 +180,10 @@ hh_block_t* hhi_page_take_single(hh_page_t* page);
 bool hhi_single_claim(hh_page_t* page);
 /* Release a claimed large or huge block; tld: the freeing thread's, or NULL. */
 void hhi_single_free(hh_page_t* page, hh_tld_t* tld);
-/* Can the large or huge block of page serve newsize bytes in place? */
-bool hhi_single_resize(hh_page_t* page, size_t newsize);
+/* Can the large or huge block of page serve need bytes in place? */
+bool hhi_single_resize(hh_page_t* page, size_t need);
+/* The block size a single-block page gets for need bytes. */
+size_t hhi_single_block_size(size_t need);
 /* Free retired pages whose time is up (all of them with free_all); purge
  * returns their memory to the OS at once instead of after the delay. */
 void hhi_page_collect_retired(hh_heap_t* heap, bool free_all, bool purge);
@@ -187,6 +191,15 @@ void hhi_page_collect_retired(hh_heap_t* heap, bool free_all, bool purge);
 bool hhi_page_reclaim_abandoned(hh_heap_t* heap);
 /* The block moment "freed by another thread" (block.h); idx: its index. */
 void hhi_block_free_remote(hh_page_t* page, hh_block_t* block, uint32_t idx, const void* p);
+/* HH_QUARANTINE: put a freed block of page (owner thread) into its heap's
+ * quarantine; a random older one leaves it for its page's free list. */
+void hhi_quarantine_put(hh_page_t* page, hh_block_t* block);
+/* Release every block of heap's quarantine (collect, thread exit, delete). */
+void hhi_quarantine_flush(hh_heap_t* heap);
+/* Forget heap's quarantine: its pages are being freed (destroy). */
+void hhi_quarantine_drop(hh_heap_t* heap);
+/* Blocks of page in its heap's quarantine (validate.c). */
+size_t hhi_quarantine_count(const hh_page_t* page);
 /* A block of a heap's delayed list (found with hhi_page_lookup), freed now
  * by its owner. */
 void hhi_page_free_delayed_block(const hh_block_ref_t* ref);
@@ -195,6 +208,13 @@ hh_cold void hhi_report_corrupt_link(const hh_page_t* page, const hh_block_t* bl
 /* The head of page's free list is not a free block (block.h:hhi_page_pop):
  * report, cut the list, return NULL. */
 hh_cold hh_block_t* hhi_page_pop_bad(hh_page_t* page);
+/* A block's canary is damaged (requested: its recorded size, or SIZE_MAX
+ * when the size bytes themselves are): a heap buffer overflow. */
+hh_cold void hhi_report_overflow(const hh_page_t* page, const void* block, const void* p, hh_op_t op,
+                                 size_t requested);
+/* A freed block is not zero from byte `from` on, where it was zeroed when
+ * freed: a write after free. */
+hh_cold void hhi_report_write_after_free(const hh_page_t* page, const hh_block_t* block, size_t from);
 
 /* ---- heap.c -------------------------------------------------------------------*/
 extern const hh_heap_t hhi_heap_empty;

@@ -50,6 +50,15 @@ static const hh_misuse_desc_t misuse_table[HH_MISUSE_COUNT_] = {
                                         "the backing heap {heap} of a thread cannot be destroyed"},
     [HH_MISUSE_HEAP_INVARIANT] = {"heap-invariant",
                                   "heap invariant broken in the page at {page} (size class {size_class}): {detail}"},
+    [HH_MISUSE_HEAP_OVERFLOW] = {"heap-buffer-overflow",
+                                 "heap buffer overflow past the {requested_size}-byte block at {pointer} (size class "
+                                 "{size_class}): byte {offset} from its start was overwritten"},
+    [HH_MISUSE_HEAP_OVERFLOW_SIZE] = {"heap-buffer-overflow-size",
+                                      "heap buffer overflow past the block at {pointer} (size class {size_class}): "
+                                      "its recorded size at byte {offset} from its start was overwritten"},
+    [HH_MISUSE_WRITE_AFTER_FREE] = {"write-after-free",
+                                    "write after free to the block at {pointer} (size class {size_class}): byte "
+                                    "{offset} was written after it was freed"},
 };
 
 static const char* const op_names[HH_OP_COUNT_] = {
@@ -115,6 +124,8 @@ static size_t render_field(char* out, size_t size, const char* start, size_t len
   if (field_is(start, len, "alignment")) return hhi_format(out, size, "%zu", info->alignment);
   if (field_is(start, len, "value")) return hhi_format(out, size, "0x%zx", (size_t)info->value);
   if (field_is(start, len, "detail")) return hhi_format(out, size, "%s", info->detail);
+  if (field_is(start, len, "requested_size")) return hhi_format(out, size, "%zu", info->requested_size);
+  if (field_is(start, len, "offset")) return hhi_format(out, size, "%zu", info->offset);
   return hhi_format(out, size, "{?}");
 }
 

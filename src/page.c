@@ -40,6 +40,40 @@ hh_block_t* hhi_page_pop_bad(hh_page_t* page) {
   return NULL;
 }
 
+void hhi_report_overflow(const hh_page_t* page, const void* block, const void* p, hh_op_t op, size_t requested) {
+  size_t start = (size_t)((const uint8_t*)p - (const uint8_t*)block);
+  if (requested == SIZE_MAX) {
+    hhi_misuse(op, (hh_misuse_info_t){.kind = HH_MISUSE_HEAP_OVERFLOW_SIZE,
+                                      .pointer = p,
+                                      .block = block,
+                                      .page = page->page_start,
+                                      .size_class = page->block_size,
+                                      .offset = page->block_size - hhi_canary_field(page) - start});
+    return;
+  }
+  size_t damaged = hhi_canary_damage(page, block, requested);
+  if (damaged == SIZE_MAX) damaged = requested;  /* the zero byte, seen by usable_size */
+  hhi_misuse(op, (hh_misuse_info_t){.kind = HH_MISUSE_HEAP_OVERFLOW,
+                                    .pointer = p,
+                                    .block = block,
+                                    .page = page->page_start,
+                                    .size_class = page->block_size,
+                                    .requested_size = requested - start,
+                                    .offset = damaged - start});
+}
+
+void hhi_report_write_after_free(const hh_page_t* page, const hh_block_t* block, size_t from) {
+  const uint8_t* b = (const uint8_t*)block;
+  size_t offset = from;
+  while (offset < page->block_size && b[offset] == 0) offset++;
+  hhi_misuse(HH_OP_NONE, (hh_misuse_info_t){.kind = HH_MISUSE_WRITE_AFTER_FREE,
+                                            .pointer = block,
+                                            .block = block,
+                                            .page = page->page_start,
+                                            .size_class = page->block_size,
+                                            .offset = offset});
+}
+
 static hh_cold void report_remote_list(const hh_page_t* page, const hh_block_t* block, const hh_block_t* bad) {
   hhi_misuse(HH_OP_NONE, (hh_misuse_info_t){
                              .kind = HH_MISUSE_REMOTE_LIST_CORRUPTED,
@@ -82,6 +116,7 @@ static hh_cold void report_remote_double_free(const hh_page_t* page, uint32_t id
 }
 
 void hhi_block_free_remote(hh_page_t* page, hh_block_t* block, uint32_t idx, const void* p) {
+  if (!hhi_canary_check(page, block, p, HH_OP_FREE)) return;  /* going on: the block is leaked */
   if (HH_BLOCK_BITMAPS) {
     hh_page_maps_t* maps = hhi_page_maps(page);
     uint64_t bit = (uint64_t)1 << (idx % 64);
@@ -91,6 +126,7 @@ void hhi_block_free_remote(hh_page_t* page, hh_block_t* block, uint32_t idx, con
       return;
     }
   }
+  hhi_block_zero_freed(page, block);
   hhi_track_free(p, block, page->block_size);
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   bool use_delayed;
@@ -167,6 +203,81 @@ void hhi_page_free_delayed_block(const hh_block_ref_t* ref) {
   page->used--;
   if (hh_unlikely(hhi_page_flags(page) & HH_PAGE_IN_FULL)) hhi_page_unfull(page);
   if (hh_unlikely(page->used == 0)) hhi_page_retire(page);
+}
+
+/* ---- the quarantine (HH_QUARANTINE) ----------------------------------------------
+ * Threat: a freed block handed out again at once lets a use after free (or
+ * a double free after reuse) hit a new object at a predictable place. A
+ * block freed on its owner thread first takes a random slot of its heap's
+ * quarantine, and the block it displaces goes back to its page; the
+ * quarantine also gives up blocks while it holds more than
+ * HH_QUARANTINE_BYTES. A quarantined block is still counted in its page's
+ * `used` (so its page stays in use), its live bit is clear (a second free is
+ * a double free) and it is zero past its first word (a write to it is found
+ * when it is handed out again). */
+static void quarantine_release(hh_block_t* block) {
+  hh_page_t* page = hhi_lookup_page(hhi_ptr_segment(block), block);
+  /* the link word too: it was cleared when the block came in */
+  if (hh_unlikely(block->next != 0)) {
+    hhi_report_write_after_free(page, block, 0);
+    return;  /* going on: the block is leaked */
+  }
+  if (HH_CHECK_FREED_ZERO) hhi_block_check_zero(page, block);
+  hhi_block_push_local(page, block, true);
+}
+
+static size_t quarantined_size(const hh_block_t* block) {
+  return hhi_lookup_page(hhi_ptr_segment(block), block)->block_size;
+}
+
+void hhi_quarantine_put(hh_page_t* page, hh_block_t* block) {
+  hh_heap_t* heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+  block->next = 0;
+  size_t slot = (size_t)(hhi_random_next(&heap->quarantine_state) % HH_QUARANTINE_SLOTS);
+  hh_block_t* old = heap->quarantine[slot];
+  heap->quarantine[slot] = block;
+  heap->quarantine_bytes += page->block_size;
+  if (old != NULL) {
+    heap->quarantine_bytes -= quarantined_size(old);
+    quarantine_release(old);
+  }
+  /* over its bytes: give up the others, at random too, until under */
+  while (hh_unlikely(heap->quarantine_bytes > HH_QUARANTINE_BYTES)) {
+    size_t j = (size_t)(hhi_random_next(&heap->quarantine_state) % HH_QUARANTINE_SLOTS);
+    hh_block_t* b = heap->quarantine[j];
+    if (b == NULL || b == block) continue;
+    heap->quarantine[j] = NULL;
+    heap->quarantine_bytes -= quarantined_size(b);
+    quarantine_release(b);
+  }
+}
+
+void hhi_quarantine_flush(hh_heap_t* heap) {
+  if (!HH_QUARANTINE) return;
+  for (size_t i = 0; i < HH_QUARANTINE_SLOTS; i++) {
+    hh_block_t* b = heap->quarantine[i];
+    if (b == NULL) continue;
+    heap->quarantine[i] = NULL;
+    quarantine_release(b);
+  }
+  heap->quarantine_bytes = 0;
+}
+
+void hhi_quarantine_drop(hh_heap_t* heap) {
+  for (size_t i = 0; i < HH_QUARANTINE_SLOTS; i++) heap->quarantine[i] = NULL;
+  heap->quarantine_bytes = 0;
+}
+
+size_t hhi_quarantine_count(const hh_page_t* page) {
+  if (!HH_QUARANTINE) return 0;
+  const hh_heap_t* heap = atomic_load_explicit(&((hh_page_t*)page)->heap, memory_order_relaxed);
+  if (heap == NULL) return 0;
+  size_t count = 0;
+  for (size_t i = 0; i < HH_QUARANTINE_SLOTS; i++) {
+    const hh_block_t* b = heap->quarantine[i];
+    if (b != NULL && hhi_lookup_page(hhi_ptr_segment(b), b) == page) count++;
+  }
+  return count;
 }
 
 /* ---- collecting frees --------------------------------------------------------*/
@@ -295,6 +406,7 @@ static void page_extend(hh_heap_t* heap, hh_page_t* page) {
   }
   (void)heap;
   page->capacity += (uint32_t)n;
+  if (page->capacity > page->linked_blocks) page->linked_blocks = page->capacity;
   page->free_is_zero = page->is_zero_init;
 }
 
@@ -310,12 +422,13 @@ static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_
       /* a resident slot that held another class keeps that class's encoded
        * links at block starts this page will not overwrite */
       if (HH_CLEAR_HANDED_OUT_LINK && page->bin != bin && !page->is_zero_init) hhi_segment_clear_links(segment, page);
+      if (page->bin != bin) page->linked_blocks = 0;
       page->block_size = block_size;
       break;
     case HH_SEGMENT_LARGE:
       /* the size class, not the whole span: the slack in its last slice is
        * never touched (so never resident) until realloc grows into it */
-      page->block_size = hhi_good_size(block_size, hhi_os_page_size());
+      page->block_size = hhi_span_block_size(block_size);
       break;
     case HH_SEGMENT_HUGE:
       page->block_size = area;
@@ -552,6 +665,10 @@ bool hhi_single_resize(hh_page_t* page, size_t newsize) {
     case HH_SEGMENT_MEDIUM: break;
   }
   return false;
+}
+
+size_t hhi_single_block_size(size_t need) {
+  return need <= HH_LARGE_OBJ_SIZE_MAX ? hhi_span_block_size(need) : hhi_align_up(need, hhi_os_page_size());
 }
 
 hh_page_t* hhi_page_find(hh_heap_t* heap, size_t size, size_t alignment) {

@@ -33,6 +33,67 @@ size_t hhi_segment_end_guard_size(void) {
   return HH_GUARD_SEGMENT_END ? hhi_os_page_size() : 0;
 }
 
+/* ---- guard pages between pages (HH_GUARD_PAGES) -----------------------------------
+ * Every page of a small or medium segment ends in a PROT_NONE page, so a
+ * linear overflow off a page's last block faults. Each guard costs the
+ * kernel two mappings (Linux allows 65530 per process): while the process
+ * holds fewer than HH_GUARD_BUDGET guards every page gets one, then every
+ * 2nd, 4th, ... (the interval doubles with each budget's worth), so 8 GiB
+ * of small blocks stay at a few thousand guards. The last page always has
+ * one: it is the segment's end guard. */
+static uint32_t guard_interval_now(hh_segment_kind_t kind) {
+  if (!HH_GUARD_PAGES || (kind != HH_SEGMENT_SMALL && kind != HH_SEGMENT_MEDIUM)) return 0;
+  /* every page until half the budget is spent, every 2nd page for the next
+   * quarter, every 4th for the next eighth, ...: the guards of any number of
+   * segments stay below HH_GUARD_BUDGET (+ one end guard per segment) */
+  size_t guards = atomic_load_explicit(&hhi_stats.guards, memory_order_relaxed);
+  uint32_t interval = 1;
+  size_t threshold = HH_GUARD_BUDGET / 2;
+  while (guards >= threshold && interval < HH_SMALL_PAGES_PER_SEGMENT) {
+    interval *= 2;
+    threshold += HH_GUARD_BUDGET / (2 * interval);
+  }
+  return interval;
+}
+
+/* Slots of segment purged and made PROT_NONE one by one. */
+static size_t segment_protected_slots(const hh_segment_t* segment) {
+  size_t n = 0;
+  for (uint32_t i = 0; i < segment->page_count; i++) n += segment->pages[i].is_protected;
+  return n;
+}
+
+/* Purged memory made PROT_NONE (HH_PROTECT_PURGED) costs mappings too: it
+ * counts against the same budget and is skipped when it is spent. */
+static bool purge_protect_allowed(void) {
+  return HH_PROTECT_PURGED && atomic_load_explicit(&hhi_stats.guards, memory_order_relaxed) < HH_GUARD_BUDGET;
+}
+
+/* Does slot idx end in a guard page? Not the slots the metadata covers. */
+static bool slot_guarded(const hh_segment_t* segment, size_t idx) {
+  if (segment->guard_interval == 0 || idx % segment->guard_interval != segment->guard_interval - 1) return false;
+  size_t slot_end = (idx + 1) << segment->page_shift;
+  return slot_end - hhi_os_page_size() >= segment->info_size;
+}
+
+/* Put up (protect) or take down the guards between the pages of segment.
+ * The last slot's guard is the end guard, which stays either way. */
+static void segment_page_guards(hh_segment_t* segment, bool protect) {
+  if (segment->guard_interval == 0) return;
+  size_t ps = hhi_os_page_size();
+  size_t page_size = (size_t)1 << segment->page_shift;
+  for (size_t i = 0; i + 1 < segment->page_count; i++) {
+    if (!slot_guarded(segment, i)) continue;
+    uint8_t* guard = (uint8_t*)segment + (i + 1) * page_size - ps;
+    if (protect) {
+      if (hhi_os_protect(guard, ps)) hhi_stat_add(&hhi_stats.guards, NULL, 1);
+    } else if (hhi_os_unprotect(guard, ps)) {
+      hhi_stat_sub(&hhi_stats.guards, 1);
+    }
+  }
+  if (!protect) segment->guard_interval = 0;
+}
+
 /* The guards of a new mapping (kept while the segment is cached). Out of
  * mappings the segment goes on without them (os.c warns once). */
 static void segment_protect(hh_segment_t* segment) {
@@ -81,6 +142,7 @@ uint8_t* hhi_segment_page_area(const hh_segment_t* segment, const hh_page_t* pag
   size_t start = (size_t)page->segment_idx * page_size;
   size_t slots = segment->kind == HH_SEGMENT_LARGE && page->span_slices > 1 ? page->span_slices : 1;
   size_t end = start + slots * page_size;
+  if (slot_guarded(segment, page->segment_idx)) end -= hhi_os_page_size();
   if (start < segment->info_size) start = segment->info_size;
   if (end > blocks_end) end = blocks_end;
   *size = end > start ? end - start : 0;
@@ -136,7 +198,13 @@ static void page_purge_now(hh_segment_t* segment, hh_page_t* page) {
   if (hhi_os_purge(start, size)) {
     page->is_purged = 1;
     page->is_zero_init = 1;
+    page->linked_blocks = 0;
     hhi_stat_sub(&hhi_stats.committed, size);
+    /* a stale pointer into returned memory faults (claiming the slot lifts it) */
+    if (purge_protect_allowed() && hhi_os_protect(start, size)) {
+      page->is_protected = 1;
+      hhi_stat_add(&hhi_stats.guards, NULL, 1);
+    }
   }
 }
 
@@ -191,6 +259,8 @@ static void segment_setup(hh_segment_t* segment, hh_tld_t* tld, hh_segment_kind_
   segment->kind = kind;
   segment->page_shift = kind_page_shift(kind);
   segment->page_count = (uint32_t)kind_page_count(kind);
+  segment->guard_interval = 0;
+  segment->blocks_protected = false;
   segment->used = 0;
   segment->purge_pending = 0;
   segment->in_free_queue = false;
@@ -220,10 +290,17 @@ static void segment_purge_all(hh_segment_t* segment) {
     resident += size;
     page->is_purged = 1;
     page->is_zero_init = 1;
+    page->linked_blocks = 0;
   }
   if (resident == 0) return;
-  if (hhi_os_purge((uint8_t*)segment + segment->info_size, segment->segment_size - segment->info_size)) {
+  uint8_t* blocks = (uint8_t*)segment + segment->info_size;
+  size_t size = segment->segment_size - segment->info_size;
+  if (hhi_os_purge(blocks, size)) {
     hhi_stat_sub(&hhi_stats.committed, resident);
+    if (!segment->blocks_protected && purge_protect_allowed() && hhi_os_protect(blocks, size)) {
+      segment->blocks_protected = true;  /* re-cutting lifts it */
+      hhi_stat_add(&hhi_stats.guards, NULL, 1);
+    }
   }
 }
 
@@ -311,6 +388,14 @@ static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
   }
   hhi_stat_sub(&hhi_stats.segments_cached, 1);
 
+  if (HH_ZERO_ON_FREE && (segment->kind == HH_SEGMENT_LARGE || segment->kind == HH_SEGMENT_HUGE)) {
+    /* large blocks are not zeroed when freed: pages cut from their memory
+     * must start out zero (block.h:hhi_block_check_zero) */
+    segment_purge_all(segment);
+  } else if (HH_CLEAR_HANDED_OUT_LINK && (segment->kind == HH_SEGMENT_SMALL || segment->kind == HH_SEGMENT_MEDIUM)) {
+    /* the new layout's blocks must not start out holding the old one's links */
+    for (uint32_t i = 0; i < segment->page_count; i++) hhi_segment_clear_links(segment, &segment->pages[i]);
+  }
   /* Re-cut the segment: unpurged memory of the old layout is not zero, and
    * pages that were purged account their bytes back in. */
   size_t purged_bytes = 0;
@@ -322,13 +407,25 @@ static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
     if (page->is_purged) purged_bytes += size; else all_purged = false;
   }
   hhi_stat_add(&hhi_stats.committed, &hhi_stats.committed_peak, purged_bytes);
-  if (HH_CLEAR_HANDED_OUT_LINK && (segment->kind == HH_SEGMENT_SMALL || segment->kind == HH_SEGMENT_MEDIUM)) {
-    /* the new layout's blocks must not start out holding the old one's links */
-    for (uint32_t i = 0; i < segment->page_count; i++) hhi_segment_clear_links(segment, &segment->pages[i]);
-  }
   size_t info = hhi_segment_info_size();
   tld->segments.purge_pending -= segment->purge_pending;  /* re-cutting cancels them */
+  /* the guards between pages stay where the same kind wants them; purged
+   * memory that was made inaccessible is opened up for the new layout */
+  hh_segment_kind_t old_kind = segment->kind;
+  uint32_t guards = segment->guard_interval;
+  size_t protected_slots = segment_protected_slots(segment);
+  /* (a large segment's purged slices are protected without a count: span.c) */
+  bool reopen = segment->blocks_protected || protected_slots != 0 || (HH_PROTECT_PURGED && old_kind == HH_SEGMENT_LARGE);
+  if (old_kind != kind || reopen) segment_page_guards(segment, false);
+  if (reopen) {
+    (void)hhi_os_unprotect((uint8_t*)segment + segment->info_size,
+                           segment->segment_size - segment->info_size - hhi_segment_end_guard_size());
+    hhi_stat_sub(&hhi_stats.guards, protected_slots + (segment->blocks_protected ? 1 : 0));
+    segment->blocks_protected = false;
+  }
   segment_setup(segment, tld, kind, HH_SEGMENT_SIZE, info, 0);
+  segment->guard_interval = (old_kind == kind) ? guards : guard_interval_now(kind);
+  if (old_kind != kind || reopen) segment_page_guards(segment, true);
   segment_init_pages(segment, all_purged);
   return segment;
 }
@@ -378,6 +475,8 @@ hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t hu
   }
   segment_setup(segment, tld, kind, segment_size, info, block_offset);
   segment_protect(segment);
+  segment->guard_interval = guard_interval_now(kind);
+  segment_page_guards(segment, true);
   segment_init_pages(segment, true);
   tld->segments.count++;
   hhi_stat_add(&hhi_stats.segments, &hhi_stats.segments_peak, 1);
@@ -388,6 +487,11 @@ hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t hu
 }
 
 void hhi_segment_unmap(hh_segment_t* segment) {
+  size_t guards = segment_protected_slots(segment) + (segment->blocks_protected ? 1 : 0);
+  if (segment->guard_interval != 0) {
+    for (size_t i = 0; i + 1 < segment->page_count; i++) guards += slot_guarded(segment, i);
+  }
+  hhi_stat_sub(&hhi_stats.guards, guards);
   size_t purged_bytes = 0;
   for (uint32_t i = 0; i < segment->page_count; i++) {
     if (!segment->pages[i].is_purged) continue;
@@ -439,14 +543,14 @@ static void segment_free(hh_segment_t* segment, hh_tld_t* tld, bool force) {
 
 /* ---- page slots of small and medium segments ----------------------------------*/
 void hhi_segment_clear_links(hh_segment_t* segment, hh_page_t* slot) {
-  if (slot->is_purged || slot->capacity == 0) return;  /* purged memory reads as zero */
+  if (slot->is_purged || slot->linked_blocks == 0) return;  /* purged memory reads as zero */
   size_t block_size = hhi_bin_size(slot->bin);
   size_t area;
   uint8_t* start = hhi_segment_page_area(segment, slot, &area);
   if (block_size == 0) return;
-  size_t count = area / block_size < slot->capacity ? area / block_size : slot->capacity;
+  size_t count = area / block_size < slot->linked_blocks ? area / block_size : slot->linked_blocks;
   for (size_t i = 0; i < count; i++) ((hh_block_t*)(start + i * block_size))->next = 0;
-  slot->capacity = 0;
+  slot->linked_blocks = 0;
 }
 
 static hh_page_t* segment_claim_page(hh_segment_t* segment, hh_page_t* page) {
@@ -454,9 +558,14 @@ static hh_page_t* segment_claim_page(hh_segment_t* segment, hh_page_t* page) {
   if (page->purge_expire != 0) purge_cancel(segment, page);
   if (page->is_purged) {
     size_t size;
-    (void)hhi_segment_page_area(segment, page, &size);
+    uint8_t* start = hhi_segment_page_area(segment, page, &size);
     hhi_stat_add(&hhi_stats.committed, &hhi_stats.committed_peak, size);
     page->is_purged = 0;
+    if (page->is_protected) {
+      page->is_protected = 0;
+      hhi_stat_sub(&hhi_stats.guards, 1);
+      (void)hhi_os_unprotect(start, size);
+    }
   }
   page->segment_in_use = 1;
   segment->free_slots &= ~((uint64_t)1 << page->segment_idx);
@@ -471,22 +580,28 @@ static hh_page_t* segment_claim_page(hh_segment_t* segment, hh_page_t* page) {
  * held the same class, whose blocks sit at the same offsets, so the new page
  * touches no memory the old one did not (slots passed from class to class
  * end up resident to the furthest extent of any of them). Then any resident
- * slot, then a purged one. */
+ * slot, then a purged one. With HH_RANDOM_SLOTS the slot is drawn at random
+ * among the best ones, so where a page lands is not predictable. */
 static hh_page_t* segment_find_free_page(hh_segment_t* segment, size_t bin) {
-  hh_page_t* resident = NULL;
-  hh_page_t* purged = NULL;
+  uint64_t same = 0, resident = 0, purged = 0;
   for (uint64_t slots = segment->free_slots; slots != 0; slots &= slots - 1) {
-    hh_page_t* page = &segment->pages[__builtin_ctzll(slots)];
+    unsigned i = (unsigned)__builtin_ctzll(slots);
+    const hh_page_t* page = &segment->pages[i];
     hh_assert(!page->segment_in_use);
-    if (page->is_purged) {
-      if (purged == NULL) purged = page;
-    } else if (page->bin == bin) {
-      return page;
-    } else if (resident == NULL) {
-      resident = page;
-    }
+    uint64_t bit = (uint64_t)1 << i;
+    if (page->is_purged) purged |= bit;
+    else if (page->bin == bin) same |= bit;
+    else resident |= bit;
   }
-  return resident != NULL ? resident : purged;
+  uint64_t best = same != 0 ? same : resident != 0 ? resident : purged;
+  if (best == 0) return NULL;
+  unsigned pick = (unsigned)__builtin_ctzll(best);
+  if (HH_RANDOM_SLOTS && segment->tld != NULL && (best & (best - 1)) != 0) {
+    unsigned n = (unsigned)(hhi_random_next(&segment->tld->choice_state) % (uint64_t)__builtin_popcountll(best));
+    while (n-- > 0) best &= best - 1;
+    pick = (unsigned)__builtin_ctzll(best);
+  }
+  return &segment->pages[pick];
 }
 
 hh_page_t* hhi_segment_page_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t bin) {
@@ -513,13 +628,13 @@ void hhi_segment_page_free(hh_page_t* page, bool force) {
   uint16_t idx = page->segment_idx;
   uint8_t purged = page->is_purged;
   uint8_t bin = page->bin;
-  uint32_t capacity = page->capacity;
+  uint32_t linked = page->linked_blocks;
   uint64_t expire = page->purge_expire;
   memset(page, 0, sizeof(*page));
   page->segment_idx = idx;
   page->is_purged = purged;
-  page->bin = bin;            /* the slot's last class (segment_find_free_page) */
-  page->capacity = capacity;  /* and how far it got (hhi_segment_clear_links) */
+  page->bin = bin;              /* the slot's last class (segment_find_free_page) */
+  page->linked_blocks = linked; /* and how far its links go (hhi_segment_clear_links) */
   page->purge_expire = expire;
   segment->free_slots |= (uint64_t)1 << idx;
   segment->used--;

@@ -44,6 +44,14 @@ static inline size_t hhi_bin_size(size_t bin) {
   return ((size_t)1 << b) + (i + 1) * ((size_t)1 << (b - 3));
 }
 
+/* The block bytes a request of size bytes needs: with HH_CANARY the
+ * canary's minimum after it (blocks above the medium size carry a longer
+ * size field). size must be at most HH_MAX_ALLOC_SIZE. */
+static inline size_t hhi_block_need(size_t size) {
+  if (!HH_CANARY) return size;
+  return size + HH_CANARY_MIN <= HH_CANARY_SHORT_MAX ? size + HH_CANARY_MIN : size + HH_CANARY_MIN_LARGE;
+}
+
 /* What a request of size bytes really gets: its class size up to 2 MiB,
  * whole OS pages above (page_size: the OS page size). */
 static inline size_t hhi_good_size(size_t size, size_t page_size) {

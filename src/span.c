@@ -53,6 +53,18 @@ static uint64_t span_mask(size_t first, size_t count) {
   return bits << first;
 }
 
+/* ---- the guard after a large block (HH_GUARD_LARGE) ---------------------------
+ * A span in use (or in a span cache) has a PROT_NONE page right after its
+ * block, at page_start + block_size (block sizes are whole OS pages then),
+ * so a linear overflow faults within a page of the block's end. It moves
+ * when the block changes size and goes when the span is released. */
+static void span_guard(const hh_page_t* page, bool protect) {
+  if (!HH_GUARD_LARGE) return;
+  uint8_t* guard = page->page_start + page->block_size;
+  if (protect) (void)hhi_os_protect(guard, hhi_os_page_size());
+  else (void)hhi_os_unprotect(guard, hhi_os_page_size());
+}
+
 /* Length of the run of set bits of bits that starts at bit start. */
 static size_t run_length(uint64_t bits, size_t start) {
   uint64_t rest = ~(bits >> start);
@@ -121,6 +133,21 @@ static uint64_t span_reserved_slices(const hh_segment_t* segment) {
   return reserved;
 }
 
+/* With HH_PROTECT_PURGED purged slices are PROT_NONE: a stale pointer into
+ * returned memory faults. Protect or open the runs of mask. */
+static void span_protect_runs(hh_segment_t* segment, uint64_t mask, bool protect) {
+  if (!HH_PROTECT_PURGED) return;
+  if (protect && atomic_load_explicit(&hhi_stats.guards, memory_order_relaxed) >= HH_GUARD_BUDGET) return;
+  while (mask != 0) {
+    size_t first = (size_t)__builtin_ctzll(mask);
+    size_t count = run_length(mask, first);
+    uint8_t* start = (uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT);
+    if (protect) (void)hhi_os_protect(start, count << HH_SPAN_SLICE_SHIFT);
+    else (void)hhi_os_unprotect(start, count << HH_SPAN_SLICE_SHIFT);
+    mask &= ~span_mask(first, count);
+  }
+}
+
 /* Give the free resident slices of segment back to the OS. */
 static void span_purge(hh_segment_t* segment) {
   uint64_t dirty = segment->span_resident & ~segment->span_used;
@@ -132,6 +159,7 @@ static void span_purge(hh_segment_t* segment) {
       segment->span_resident &= ~mask;
       segment->span_zero |= mask;
       hhi_stat_sub(&hhi_stats.committed, count << HH_SPAN_SLICE_SHIFT);
+      span_protect_runs(segment, mask, true);
     }
     dirty &= ~mask;
   }
@@ -219,6 +247,7 @@ static bool span_take(hh_segment_t* segment, size_t first, size_t count) {
   if (purged != 0) {
     hhi_stat_add(&hhi_stats.committed, &hhi_stats.committed_peak,
                 (size_t)__builtin_popcountll(purged) << HH_SPAN_SLICE_SHIFT);
+    span_protect_runs(segment, purged, false);
   }
   bool zero = (mask & ~segment->span_zero) == 0;
   segment->span_resident |= mask;
@@ -241,13 +270,23 @@ static void span_cache_remove(hh_tld_t* tld, size_t i) {
   tld->segments.span_cache_count--;
 }
 
-/* The smallest cached span of count .. 2*count slices (aligned). */
-static hh_page_t* span_cache_take(hh_tld_t* tld, size_t count, size_t align_slices) {
+/* The smallest cached span of count .. 2*count slices (aligned). With
+ * HH_QUARANTINE never the span freed last, and a random one of those that
+ * fit: a large block is not handed out again right after it was freed. */
+static hh_page_t* span_cache_take(hh_tld_t* tld, size_t count, size_t align_slices, size_t block_size) {
   size_t best = SIZE_MAX;
-  for (size_t i = 0; i < tld->segments.span_cache_count; i++) {
+  size_t fits = 0;
+  size_t candidates = HH_QUARANTINE ? tld->segments.span_cache_count - (tld->segments.span_cache_count != 0)
+                                    : tld->segments.span_cache_count;
+  for (size_t i = 0; i < candidates; i++) {
     const hh_page_t* page = tld->segments.span_cache[i];
     if (page->span_slices < count || page->span_slices > 2 * count) continue;
     if (align_slices > 1 && page->segment_idx % align_slices != 0) continue;
+    if (HH_QUARANTINE) {
+      /* reservoir sampling: each fitting span equally likely */
+      if (hhi_random_next(&tld->choice_state) % ++fits == 0) best = i;
+      continue;
+    }
     if (best == SIZE_MAX || page->span_slices < tld->segments.span_cache[best]->span_slices) best = i;
   }
   if (best == SIZE_MAX) return NULL;
@@ -255,6 +294,11 @@ static hh_page_t* span_cache_take(hh_tld_t* tld, size_t count, size_t align_slic
   span_cache_remove(tld, best);
   page->purge_expire = 0;
   page->is_zero_init = 0;
+  if (page->block_size != block_size) {  /* its guard moves to the new block's end */
+    span_guard(page, false);
+    page->block_size = block_size;
+    span_guard(page, true);
+  }
   return page;
 }
 
@@ -288,10 +332,20 @@ static void span_cache_release(hh_tld_t* tld, uint64_t now, bool all) {
   }
 }
 
-static size_t span_slices_for(size_t block_size) {
-  size_t count = (hhi_good_size(block_size, hhi_os_page_size()) + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
+/* A large block's size for a need of need bytes: its size class, or with
+ * HH_CANARY whole OS pages (the canary then fills less than a page). */
+size_t hhi_span_block_size(size_t need) {
+  return HH_CANARY ? hhi_align_up(need, hhi_os_page_size()) : hhi_good_size(need, hhi_os_page_size());
+}
+
+/* Slices a span needs: its block, and with HH_GUARD_LARGE a guard page
+ * right after it. */
+static size_t span_slices_for(size_t need) {
+  size_t bytes = hhi_span_block_size(need) + (HH_GUARD_LARGE ? hhi_os_page_size() : 0);
+  size_t count = (bytes + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
   return count == 0 ? 1 : count;
 }
+
 
 static size_t span_align_slices(size_t alignment) {
   return alignment > HH_SPAN_SLICE_SIZE ? alignment >> HH_SPAN_SLICE_SHIFT : 1;
@@ -305,11 +359,12 @@ bool hhi_span_can_hold(size_t block_size, size_t alignment) {
   return start + span_slices_for(block_size) <= end;
 }
 
-hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
-  size_t count = span_slices_for(block_size);
+hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t need, size_t alignment) {
+  size_t count = span_slices_for(need);
   size_t align_slices = span_align_slices(alignment);
   hh_assert(count < HH_SPAN_SLICES && align_slices <= HH_SPAN_SLICES / 2);
-  hh_page_t* cached = span_cache_take(tld, count, align_slices);
+  size_t block_size = hhi_span_block_size(need);
+  hh_page_t* cached = span_cache_take(tld, count, align_slices, block_size);
   if (cached != NULL) return cached;
   size_t first = 0;
   large_lock_acquire();
@@ -352,7 +407,9 @@ hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
   page->is_zero_init = zero;
   page->span_slices = (uint8_t)count;
   page->page_start = (uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT);
+  page->block_size = block_size;
   large_lock_release();
+  span_guard(page, true);
   /* a span in a thread's span cache still counts as a page: the shared
    * counters are touched only when a span leaves or joins a segment */
   hhi_stat_add(&hhi_stats.pages, &hhi_stats.pages_peak, 1);
@@ -362,6 +419,7 @@ hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
 static void span_release(hh_segment_t* segment, hh_page_t* page, hh_tld_t* tld) {
   hh_segment_t* release = NULL;
   hhi_stat_sub(&hhi_stats.pages, 1);
+  span_guard(page, false);
   large_lock_acquire();
   segment->span_used &= ~span_mask(page->segment_idx, page->span_slices);
   uint16_t idx = page->segment_idx;
@@ -403,8 +461,8 @@ bool hhi_span_resize(hh_page_t* page, size_t newsize) {
   if (newsize <= page->block_size) return true;
   /* a span grows in place: into the slack of its last slice, then over the
    * free slices that follow it */
-  size_t new_block = hhi_good_size(newsize, hhi_os_page_size());
-  size_t count = (new_block + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
+  size_t new_block = hhi_span_block_size(newsize);
+  size_t count = span_slices_for(newsize);
   size_t first = page->segment_idx;
   if (first + count > HH_SPAN_SLICES) return false;
   bool grown = true;
@@ -418,7 +476,11 @@ bool hhi_span_resize(hh_page_t* page, size_t newsize) {
     }
     large_lock_release();
   }
-  if (grown) page->block_size = new_block;
+  if (grown) {
+    span_guard(page, false);
+    page->block_size = new_block;
+    span_guard(page, true);
+  }
   return grown;
 }
 

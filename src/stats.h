@@ -12,6 +12,7 @@ typedef struct hh_stat_counters_s {
   _Atomic(size_t) reserved, reserved_peak;                   /* bytes of address space mapped */
   _Atomic(size_t) committed, committed_peak;                 /* bytes mapped and not purged */
   _Atomic(size_t) purged, mmap_calls, munmap_calls;          /* totals */
+  _Atomic(size_t) guards;                                    /* guard pages between pages now (HH_GUARD_PAGES) */
 } hh_stat_counters_t;
 extern hh_stat_counters_t hhi_stats;
 

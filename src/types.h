@@ -77,13 +77,13 @@ struct hh_page_s {
   uint8_t span_slices;              /* large spans: 64 KiB slices the span covers (span.c) */
   _Atomic(uint8_t) single_live;     /* large and huge: 1 while the block is allocated; the free that
                                        takes it to 0 releases it, a second one is a double free */
+  uint8_t is_protected;             /* free slot purged and made PROT_NONE (HH_PROTECT_PURGED) */
   uint32_t block_recip;             /* ceil(2^35 / block_size): block index = offset * recip >> 35,
                                        exact for every offset of a page (block.h:hhi_block_index) */
   hh_block_t* local_free;           /* blocks freed by the owning thread, moved to free in bulk */
   size_t block_size;                /* size of every block in this page (bytes) */
   uint8_t* page_start;              /* first block; page 0 starts after the segment header */
-  uint32_t capacity;                /* blocks threaded into the lists so far (lazy extension); kept
-                                       while the slot is free: how far the last page got (page.c) */
+  uint32_t capacity;                /* blocks threaded into the lists so far (lazy extension) */
   uint32_t reserved;                /* blocks that fit in the page */
   _Atomic(uintptr_t) thread_free;   /* remote-free list head | hh_delayed_t in low 2 bits */
   _Atomic(hh_heap_t*) heap;         /* owning heap; read by remote threads for delayed free */
@@ -95,6 +95,9 @@ struct hh_page_s {
   uint8_t bin;                      /* size class (HH_BIN_HUGE for single-block pages); kept while the
                                        slot is free: the slot's last class */
   uint8_t is_retired;               /* != 0 iff the page is in heap->retired */
+  uint32_t linked_blocks;           /* blocks of class `bin` from the slot's start that may still hold
+                                       a link: the high-water capacity of its pages of that class, kept
+                                       while the slot is free; 0 once its memory is purged */
   uint64_t purge_expire;            /* ms timestamp when this free page slot is purged, 0 = none */
   uint64_t retire_at;               /* retired pages: tld heartbeat at which the page is freed */
 };
@@ -146,10 +149,13 @@ struct hh_segment_s {
   hh_segment_kind_t kind;           /* page layout */
   uint32_t page_shift;              /* log2 of the page size; 63 for large/huge (one page) */
   uint32_t page_count;              /* pages in this segment */
+  uint32_t guard_interval;          /* HH_GUARD_PAGES: every slot i with i % guard_interval ==
+                                       guard_interval - 1 ends in a PROT_NONE page; 0 = none */
   uint32_t used;                    /* pages in use */
   uint64_t free_slots;              /* small/medium: bit i set = pages[i] is free (not segment_in_use) */
   uint32_t purge_pending;           /* free pages with a purge_expire set */
   bool in_free_queue;               /* linked in tld->small_free / medium_free */
+  bool blocks_protected;            /* HH_PROTECT_PURGED: purged whole and made PROT_NONE (cached) */
   uint64_t cached_ms;               /* when it entered the global cache (segment.c), for purging */
   uint64_t span_reserved;           /* large: bit i set = slice i is metadata or guard, never a span */
   uint64_t span_used;               /* large: bit i set = slice i belongs to a span, or is reserved */
@@ -190,6 +196,11 @@ struct hh_heap_s {
   size_t retired_count;                          /* entries used in retired */
   uint64_t retired_check;                        /* heartbeat of the earliest retire_at in retired */
   hh_page_t* singles;                            /* large/huge single-block pages (linked by next/prev) */
+  hh_block_t* quarantine[HH_QUARANTINE_SLOTS];   /* HH_QUARANTINE: freed blocks of this heap's pages waiting
+                                                    for reuse (NULL = empty slot); still counted in their
+                                                    page's `used`, live bit clear (page.c) */
+  size_t quarantine_bytes;                       /* block bytes in quarantine */
+  uint64_t quarantine_state;                     /* splitmix64 state choosing the slot a free evicts */
   hh_heap_t* next;                               /* next first-class heap of the same thread */
   /* last: heap.c:heap_init re-initialises a pooled heap up to here, under
    * this lock, because a remote free may still be releasing it */
@@ -223,6 +234,8 @@ struct hh_tld_s {
   hh_heap_t* heaps;                /* the thread's first-class heaps (hh_heap_new), via heap->next */
   bool in_deferred;                /* inside the deferred-free callback: do not re-enter it */
   hh_chacha_t address_stream;      /* random mapping addresses (segment.c, HH_RANDOM_ADDRESSES) */
+  uint64_t choice_state;           /* splitmix64 state of random page-slot and span choices
+                                      (HH_RANDOM_SLOTS), seeded from address_stream */
   hh_segments_tld_t segments;      /* segment queues and cache */
 };
 

@@ -64,7 +64,8 @@ bool hhi_validate_page(const hh_page_t* page) {
       live += (size_t)__builtin_popcountll(bits);
       CHECK(w * 64 < page->capacity || bits == 0, page, "live bits beyond capacity");
     }
-    CHECK(live == page->used, page, "live bitmap count is not used");
+    CHECK(live + hhi_quarantine_count(page) == page->used, page,
+          "live bitmap count and quarantined blocks are not used");
     for (uint32_t i = 0; i < page->capacity; i++) {
       bool listed = (map[i / 64] >> (i % 64)) & 1;
       bool is_live = hhi_map_test(maps->live, i);
