@@ -26,9 +26,11 @@ static void* launder(void* p) {
   return (void*)sink;
 }
 
+/* Sizes are chosen so their size class is the same with and without the
+ * secure build's canary (which needs a few bytes after each request). */
 static int double_free_small(void) {
-  void* keep = malloc(48);  /* keep the page alive */
-  void* p = malloc(48);
+  void* keep = malloc(40);  /* keep the page alive */
+  void* p = malloc(40);
   free(p);
   free(launder(p));
   free(keep);
@@ -45,8 +47,8 @@ static int double_free_medium(void) {
 }
 
 static int double_free_large(void) {
-  void* keep = malloc(300000);  /* keeps the large segment alive */
-  void* p = malloc(300000);
+  void* keep = malloc(327671);  /* keeps the large segment alive */
+  void* p = malloc(327671);
   free(p);
   free(launder(p));
   free(keep);
@@ -54,7 +56,7 @@ static int double_free_large(void) {
 }
 
 static int double_free_huge(void) {
-  void* p = malloc(8u << 20);
+  void* p = malloc((8u << 20) - 9);
   free(p);
   free(launder(p));
   return 0;
@@ -67,8 +69,8 @@ static int free_foreign(void) {
 }
 
 static int free_interior(void) {
-  char* keep = malloc(64);
-  char* p = malloc(64);
+  char* keep = malloc(56);
+  char* p = malloc(56);
   free(launder(p + 16));
   free(p);
   free(keep);
@@ -82,16 +84,33 @@ static int realloc_foreign(void) {
 }
 
 /* A use-after-free write overwrites the free-list link of a freed block;
- * allocating it again must not follow the forged link. */
+ * allocating it again must not follow the forged link. The block is freed
+ * by another thread and collected (malloc_trim), so it is on its page's
+ * free list and not in the secure build's quarantine. */
+static void* free_one(void* arg) {
+  free(arg);
+  return NULL;
+}
+
+static void free_remotely(void* p) {
+  pthread_t t;
+  pthread_create(&t, NULL, free_one, p);
+  pthread_join(t, NULL);
+  malloc_trim(0);  /* the owner takes its remote frees back */
+}
+
 static int write_after_free_link(void) {
   void* blocks[64];
-  for (int i = 0; i < 64; i++) blocks[i] = malloc(8192);
+  for (int i = 0; i < 64; i++) blocks[i] = malloc(8000);
   char* victim = blocks[10];
-  free(victim);
-  memcpy(victim, "\x41\x41\x41\x41\x41\x41\x41\x41", 8);
-  for (int i = 0; i < 64; i++) {
-    void* p = malloc(8192);
-    if (p == victim) break;  /* handed out again: the forged link was popped */
+  free_remotely(victim);
+  memcpy(launder(victim), "\x41\x41\x41\x41\x41\x41\x41\x41", 8);
+  for (int i = 0; i < 1000; i++) {
+    void* p = malloc(8000);
+    if (p == victim) {  /* handed out again: its forged link is the list's head now */
+      (void)malloc(8000);
+      break;
+    }
   }
   return 0;
 }
@@ -118,12 +137,19 @@ static int segment_corrupted(void) {
   return 0;
 }
 
-/* A pointer into a page slot no heap uses (the last small page of a fresh
- * segment): no block was ever handed out there. */
+/* A pointer into a page slot no heap uses (a slot of p's segment that
+ * holds no page: hh_heap_contains says so): no block was ever handed out
+ * there. */
 static int free_in_free_page(void) {
   char* p = malloc(64);
   uintptr_t segment = (uintptr_t)p & ~(SEGMENT_SIZE - 1);
-  free(launder((void*)(segment + SEGMENT_SIZE - SMALL_PAGE_SIZE + 256)));
+  for (uintptr_t slot = SEGMENT_SIZE / SMALL_PAGE_SIZE - 1; slot >= 2; slot--) {
+    void* q = (void*)(segment + slot * SMALL_PAGE_SIZE + 256);
+    if (!hh_heap_contains(hh_heap_get_backing(), q)) {
+      free(launder(q));
+      break;
+    }
+  }
   free(p);
   return 0;
 }
@@ -131,7 +157,7 @@ static int free_in_free_page(void) {
 /* A pointer on a block boundary of a page in use, but past every block
  * the page has handed out so far. */
 static int free_never_allocated(void) {
-  char* p = malloc(64);
+  char* p = malloc(56);
   uintptr_t page = (uintptr_t)p & ~(SMALL_PAGE_SIZE - 1);
   free(launder((void*)(page + SMALL_PAGE_SIZE - 64 * 16)));
   free(p);
@@ -139,8 +165,8 @@ static int free_never_allocated(void) {
 }
 
 static int realloc_freed_large(void) {
-  void* keep = malloc(300000);
-  void* p = malloc(300000);
+  void* keep = malloc(327671);
+  void* p = malloc(327671);
   free(p);
   void* q = realloc(launder(p), 400000);
   free(keep);
@@ -148,8 +174,8 @@ static int realloc_freed_large(void) {
 }
 
 static int usable_size_freed_large(void) {
-  void* keep = malloc(300000);
-  void* p = malloc(300000);
+  void* keep = malloc(327671);
+  void* p = malloc(327671);
   free(p);
   size_t n = malloc_usable_size(launder(p));
   free(keep);
@@ -166,11 +192,11 @@ static void* free_twice(void* arg) {
 
 static int remote_double_free(void) {
   void* blocks[200];
-  for (int i = 0; i < 200; i++) blocks[i] = malloc(64);
+  for (int i = 0; i < 200; i++) blocks[i] = malloc(56);
   pthread_t t;
   pthread_create(&t, NULL, free_twice, blocks[100]);
   pthread_join(t, NULL);
-  for (int i = 0; i < 100000; i++) free(malloc(64));  /* the owner collects its remote frees */
+  for (int i = 0; i < 100000; i++) free(malloc(56));  /* the owner collects its remote frees */
   return 0;
 }
 
@@ -224,19 +250,14 @@ static int free_list_cycle_validated(void) {
 
 /* A use-after-free write into a block another thread freed: the owner's
  * collection of its remote-free list meets a link that leads nowhere. */
-static void* free_one(void* arg) {
-  free(arg);
-  return NULL;
-}
-
 static int write_after_remote_free(void) {
   void* blocks[200];
-  for (int i = 0; i < 200; i++) blocks[i] = malloc(64);
+  for (int i = 0; i < 200; i++) blocks[i] = malloc(56);
   pthread_t t;
   pthread_create(&t, NULL, free_one, blocks[100]);
   pthread_join(t, NULL);
   memcpy(launder(blocks[100]), "\x41\x41\x41\x41\x41\x41\x41\x41", 8);
-  for (int i = 0; i < 100000; i++) free(malloc(64));
+  for (int i = 0; i < 100000; i++) free(malloc(56));
   return 0;
 }
 
@@ -245,42 +266,71 @@ static int write_after_remote_free(void) {
 static int write_after_delayed_free(void) {
   enum { N = 5000 };
   static void* blocks[N];
-  for (int i = 0; i < N; i++) blocks[i] = malloc(64);
+  for (int i = 0; i < N; i++) blocks[i] = malloc(56);
   pthread_t t;
   pthread_create(&t, NULL, free_one, blocks[0]);
   pthread_join(t, NULL);
   memcpy(launder(blocks[0]), "\x41\x41\x41\x41\x41\x41\x41\x41", 8);
-  for (int i = 0; i < 100000; i++) free(malloc(64));
+  for (int i = 0; i < 100000; i++) free(malloc(56));
   return 0;
 }
 
 /* An attacker who read a free block's link and learned its successor can
  * forge a link to any block of the page; aimed at a live one it must not
  * hand that block out twice. */
+static void* free_two(void* arg) {
+  void** pair = arg;
+  free(pair[1]);
+  free(pair[0]);  /* remote-free list: x -> y */
+  return NULL;
+}
+
 static int free_list_forged_to_live(void) {
-  void* keep = malloc(64);
-  uintptr_t* x = malloc(64);
-  uintptr_t* y = malloc(64);
-  free(y);
-  free(x);                                   /* local_free: x -> y */
+  void* keep = malloc(56);
+  void* live = malloc(56);
+  uintptr_t* x = malloc(56);
+  uintptr_t* y = malloc(56);
+  void* pair[2] = {x, y};
+  pthread_t t;
+  pthread_create(&t, NULL, free_two, pair);
+  pthread_join(t, NULL);
+  malloc_trim(0);                            /* collected: x -> y on the page's list */
   uintptr_t mask = *(volatile uintptr_t*)x ^ (uintptr_t)y;  /* use after free read */
-  void* live = malloc(64);
-  if (live == x || live == y) return 3;
   *(volatile uintptr_t*)x = (uintptr_t)live ^ mask;          /* use after free write: x -> live */
   for (int i = 0; i < 100000; i++) {
-    void* p = malloc(64);
+    void* p = malloc(56);
     if (p == live) return 1;                 /* handed out twice: the attack won */
   }
   free(keep);
   return 0;
 }
 
+/* A use-after-free write into a block on its page's free list (freed by
+ * another thread and collected by malloc_trim, so no quarantine is in the
+ * way): the invariant check walks the list and meets the forged link. */
+static void* free_eight(void* arg) {
+  void** blocks = arg;
+  for (int i = 0; i < 8; i++) free(blocks[i]);
+  return NULL;
+}
+
+static int write_after_free_trim(void) {
+  void* blocks[16];
+  for (int i = 0; i < 16; i++) blocks[i] = malloc(56);
+  pthread_t t;
+  pthread_create(&t, NULL, free_eight, blocks);
+  pthread_join(t, NULL);
+  malloc_trim(0);  /* collected onto the page's free list */
+  for (int i = 0; i < 8; i++) memcpy(launder(blocks[i]), "\x41\x41\x41\x41\x41\x41\x41\x41", 8);
+  hh_heap_validate(NULL);
+  return 0;
+}
+
 /* A linear overflow off the end of a huge block runs into the guard page
  * right after it, not into whatever is mapped next. */
 static int overflow_off_huge(void) {
-  volatile char* p = malloc(8u << 20);
-  size_t n = malloc_usable_size((void*)p);
-  p[n] = 0x41;
+  char* p = malloc(8u << 20);
+  memset(launder(p + malloc_usable_size(p)), 0x41, 8192);  /* past the end, however much slack */
   return 0;
 }
 
@@ -295,7 +345,7 @@ static int underflow_aligned_huge(void) {
  * overflowing past the slack faults instead of reaching the next mapping. */
 static int overflow_segment_end(void) {
   for (int i = 0; i < 2000; i++) {
-    char* p = malloc(8192);
+    char* p = malloc(8000);
     uintptr_t end = ((uintptr_t)p & ~(SEGMENT_SIZE - 1)) + SEGMENT_SIZE;
     if ((uintptr_t)p + 8192 + 8192 >= end) {
       memset(launder(p), 0x41, (size_t)(end - (uintptr_t)p));  /* up to the segment's end */
@@ -303,6 +353,80 @@ static int overflow_segment_end(void) {
     }
   }
   return 3;  /* no block at the end of a segment was found */
+}
+
+/* ---- overflows (secure level 2 and up: canaries; level 3: guard pages) ---- */
+static int overflow_1_past_24(void) {
+  char* p = malloc(24);
+  ((char*)launder(p))[24] = 'A';
+  free(p);
+  return 0;
+}
+
+static int overflow_8_past_5000(void) {
+  char* p = malloc(5000);
+  memset(launder(p + 5000), 'A', 8);
+  free(p);
+  return 0;
+}
+
+static int overflow_into_slack(void) {
+  char* p = malloc(5000);
+  ((char*)launder(p))[5100] = 'A';  /* not next to the end: further into the slack */
+  free(p);
+  return 0;
+}
+
+static int overflow_into_neighbour(void) {
+  char* p = malloc(5000);
+  char* q = malloc(5000);
+  memset(launder(p + 5000), 'A', 200);  /* the slack, and on into whatever follows */
+  free(p);
+  free(q);
+  return 0;
+}
+
+static int overflow_then_realloc(void) {
+  char* p = malloc(24);
+  ((char*)launder(p))[26] = 'A';
+  p = realloc(p, 1000);
+  return p == NULL ? 0 : 1;
+}
+
+static int overflow_huge_slack(void) {
+  char* p = malloc((8u << 20) + 100);
+  ((char*)launder(p))[(8u << 20) + 100] = 'A';
+  free(p);
+  return 0;
+}
+
+static int overflow_large_4096(void) {
+  size_t n = (1u << 20) + 12345;
+  char* p = malloc(n);
+  memset(launder(p + n), 'A', 4096);  /* level 3: into the guard after the block */
+  free(p);
+  return 0;
+}
+
+/* The last small block of a page ends before the guard after the page. */
+static int overflow_across_page(void) {
+  for (int i = 0; i < 2000; i++) {
+    char* p = malloc(8000);
+    uintptr_t page_end = ((uintptr_t)p & ~(SMALL_PAGE_SIZE - 1)) + SMALL_PAGE_SIZE;
+    if ((uintptr_t)p + 8192 + 8192 >= page_end) {
+      memset(launder(p), 'A', (size_t)(page_end - (uintptr_t)p));
+      return 0;
+    }
+  }
+  return 3;
+}
+
+static int write_after_free_small(void) {
+  char* p = malloc(100);
+  free(p);
+  ((char*)launder(p))[50] = 'A';
+  for (int i = 0; i < 2000; i++) free(malloc(100));  /* the block comes back around */
+  return 0;
 }
 
 int main(int argc, char** argv) {
@@ -324,6 +448,12 @@ int main(int argc, char** argv) {
       {"write_after_remote_free", write_after_remote_free},
       {"write_after_delayed_free", write_after_delayed_free},
       {"free_list_forged_to_live", free_list_forged_to_live},
+      {"write_after_free_trim", write_after_free_trim},
+      {"overflow_1_past_24", overflow_1_past_24},     {"overflow_8_past_5000", overflow_8_past_5000},
+      {"overflow_into_slack", overflow_into_slack},   {"overflow_into_neighbour", overflow_into_neighbour},
+      {"overflow_then_realloc", overflow_then_realloc}, {"overflow_huge_slack", overflow_huge_slack},
+      {"overflow_large_4096", overflow_large_4096},   {"overflow_across_page", overflow_across_page},
+      {"write_after_free_small", write_after_free_small},
       {"overflow_off_huge", overflow_off_huge},       {"underflow_aligned_huge", underflow_aligned_huge},
       {"overflow_segment_end", overflow_segment_end},
   };

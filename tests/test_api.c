@@ -142,6 +142,11 @@ START_TEST(test_good_size_properties) {
 }
 END_TEST
 
+/* From secure level 2 a block's usable size is what was asked for. */
+static bool canaries(void) {
+  return hh_secure_level() >= 2;
+}
+
 static void check_class_alloc(size_t n, bool write_all) {
   uint8_t* p = hh_malloc(n);
   REQUIRE(p != NULL, "hh_malloc(%zu) failed", n);
@@ -149,7 +154,13 @@ static void check_class_alloc(size_t n, bool write_all) {
   size_t u = hh_usable_size(p);
   size_t g = hh_good_size(n);
   REQUIRE(u >= n, "usable_size(malloc(%zu)) = %zu", n, u);
-  REQUIRE(u == g, "usable_size(malloc(%zu)) = %zu but good_size(%zu) = %zu", n, u, n, g);
+  if (canaries()) {
+    /* exactly what was asked; good_size(n) gets a block as large */
+    REQUIRE(u == n, "usable_size(malloc(%zu)) = %zu with canaries", n, u);
+    REQUIRE(g >= n, "good_size(%zu) = %zu", n, g);
+  } else {
+    REQUIRE(u == g, "usable_size(malloc(%zu)) = %zu but good_size(%zu) = %zu", n, u, n, g);
+  }
   if (u > 0) {
     if (write_all) {
       memset(p, 0xC3, u);
@@ -194,7 +205,7 @@ START_TEST(test_size_classes_large) {
     size_t u = hh_usable_size(p);
     REQUIRE(u >= n, "usable_size(malloc(%zu)) = %zu", n, u);
     /* Callers may grow a buffer to good_size(n) without reallocating. */
-    REQUIRE(u >= g, "usable_size(malloc(%zu)) = %zu < good_size = %zu", n, u, g);
+    REQUIRE(canaries() ? u == n : u >= g, "usable_size(malloc(%zu)) = %zu, good_size = %zu", n, u, g);
     memset(p, 0x77, u);
     REQUIRE(p[0] == 0x77 && p[u - 1] == 0x77, "large block of %zu bytes not writable", n);
     hh_free(p);
@@ -570,7 +581,7 @@ START_TEST(test_realloc_null_and_zero) {
   uint8_t* p = hh_realloc(NULL, 100);
   ck_assert_ptr_nonnull(p);
   ck_assert(is_aligned(p, HH_MIN_ALIGNMENT));
-  ck_assert_uint_eq(hh_usable_size(p), hh_good_size(100));
+  ck_assert_uint_eq(hh_usable_size(p), canaries() ? 100 : hh_good_size(100));
   memset(p, 1, 100);
   hh_free(p);
 
@@ -645,12 +656,13 @@ START_TEST(test_large_spans) {
         blocks[i] = NULL;
       }
       if (blocks[i] == NULL) {
-        size_t n = 64 * KiB + 1 + (size_t)(r >> 20) % (2 * MiB - 64 * KiB);
+        /* above every medium class (72 KiB with canaries) */
+        size_t n = 80 * KiB + 1 + (size_t)(r >> 20) % (2 * MiB - 80 * KiB);
         uint8_t* p = (round & 1) ? hh_calloc(1, n) : hh_malloc(n);
         REQUIRE(p != NULL, "allocating %zu bytes failed", n);
         REQUIRE(is_aligned(p, 64 * KiB), "large block %p of %zu bytes is not 64 KiB-aligned", (void*)p, n);
-        REQUIRE(hh_usable_size(p) == hh_good_size(n), "usable_size %zu, good_size %zu", hh_usable_size(p),
-                hh_good_size(n));
+        REQUIRE(hh_usable_size(p) == (canaries() ? n : hh_good_size(n)), "usable_size %zu, good_size %zu",
+                hh_usable_size(p), hh_good_size(n));
         if (round & 1) {
           size_t nz = first_nonzero(p, n);
           REQUIRE(nz == SIZE_MAX, "calloc(%zu) has a non-zero byte at %zu", n, nz);
@@ -1072,7 +1084,7 @@ START_TEST(test_bin_stats) {
   enum { N = 100 };
   void* ps[N];
   for (int i = 0; i < N; i++) {
-    ps[i] = hh_malloc(48);
+    ps[i] = hh_malloc(40);  /* bin of 48 with or without canaries */
     ck_assert_ptr_nonnull(ps[i]);
   }
   bool found = false;

@@ -96,7 +96,7 @@ int main(void) {
   int n = 0;
   uintptr_t lo = UINTPTR_MAX;
   for (; n < BATCH; n++) {
-    got[n] = (uintptr_t)hide(malloc(SIZE));
+    got[n] = (uintptr_t)hide(malloc(SIZE - 9)) /* class SIZE with or without the canary */;
     if (got[n] < lo) lo = got[n];
   }
   for (int i = 0; i < n; i++)
@@ -107,7 +107,7 @@ int main(void) {
   pthread_create(&t, NULL, free_it, (void*)x);
   pthread_join(t, NULL);
   for (int k = 0; k < 4096; k++) {
-    uintptr_t r = (uintptr_t)hide(malloc(SIZE));
+    uintptr_t r = (uintptr_t)hide(malloc(SIZE - 9)) /* class SIZE with or without the canary */;
     for (int j = 0; j < n; j++)
       if (got[j] == r) win("malloc(%d) returned %p a second time while it is still allocated", SIZE, (void*)r);
     got[n++] = r;
