@@ -141,18 +141,27 @@ void hhi_page_init_keys(hh_heap_t* heap, hh_page_t* page) {
   }
 }
 
-/* Random addresses from 1 TiB to 64 TiB: far below the kernel's own mmap
- * area and the stack near the top of the 47-bit space, and above the
- * program and its brk heap, so mappings placed here are neither packed
- * against each other nor against anything else. */
-#define HH_RANDOM_ADDRESS_MIN ((uintptr_t)1 << 40)
-#define HH_RANDOM_ADDRESS_SPAN ((uintptr_t)63 << 40)
+/* Random mapping addresses: a window of HH_RANDOM_WINDOW bytes placed at
+ * random (1 TiB-aligned) between 1 TiB and 64 TiB, once per process, then
+ * every mapping at a random address inside it. The window is far from the
+ * kernel's own mmap area and the stack near the top of the 47-bit space, and
+ * above the program and its brk heap; keeping the mappings in one window
+ * rather than all over 63 TiB keeps the page tables (and those of an
+ * AddressSanitizer shadow) compact, which fork has to copy. */
+#define HH_RANDOM_WINDOW ((uintptr_t)256 << 30)
+static _Atomic(uintptr_t) random_window;
 
 uintptr_t hhi_random_address(hh_chacha_t* stream, size_t alignment) {
   uint64_t r;
   if (stream != NULL) r = hhi_chacha_next(stream);
   else if (!hhi_os_random_bytes(&r, sizeof(r))) return 0;
-  uintptr_t a = HH_RANDOM_ADDRESS_MIN + (uintptr_t)(r % HH_RANDOM_ADDRESS_SPAN);
+  uintptr_t window = atomic_load_explicit(&random_window, memory_order_relaxed);
+  if (window == 0) {
+    uintptr_t pick = ((uintptr_t)1 << 40) * (1 + (uintptr_t)((r >> 32) % 63));
+    uintptr_t expected = 0;
+    window = atomic_compare_exchange_strong(&random_window, &expected, pick) ? pick : expected;
+  }
+  uintptr_t a = window + (uintptr_t)(r % (HH_RANDOM_WINDOW - HH_SEGMENT_SIZE * 4));
   return a & ~((uintptr_t)alignment - 1);
 }
 
