@@ -212,6 +212,10 @@ typedef struct hh_stats_s {
   size_t purged;             /* total bytes returned to the OS with madvise */
   size_t mmap_calls;         /* total mmap calls */
   size_t munmap_calls;       /* total munmap calls */
+  size_t guarded_sampled;    /* allocations placed in a guarded slot, in total */
+  size_t guarded_skipped;    /* samples not taken because the slots were all in use */
+  size_t guarded_live;       /* guarded blocks live now */
+  size_t guarded_quarantined; /* freed guarded blocks still kept inaccessible */
 } hh_stats_t;
 
 /* Fill *out with the current process-wide counters. */
@@ -271,6 +275,18 @@ typedef enum hh_misuse_e {
                                     size at byte <k> from its start was overwritten" */
   HH_MISUSE_WRITE_AFTER_FREE,    /* "write after free to the block at <p> (size class <n>): byte <k> was
                                     written after it was freed" */
+  HH_MISUSE_HEAP_UNDERFLOW,      /* "heap buffer underflow before the <r>-byte block at <p>: byte <k> before its
+                                    start was overwritten" (the slack of a guarded sample, seen on free) */
+  /* Faults on the guard pages of a sampled guarded block (GUARDED_SAMPLE_RATE); <op> is read, write or
+     access. The report goes on with where the block was allocated (and freed), and the process dies of
+     the fault whatever the handler returns. */
+  HH_MISUSE_GUARDED_OVERFLOW,    /* "heap buffer overflow: <op> of <p>, <k> bytes after the <r>-byte block at
+                                    <b> (guarded sample)" */
+  HH_MISUSE_GUARDED_UNDERFLOW,   /* "heap buffer underflow: <op> of <p>, <k> bytes before the <r>-byte block
+                                    at <b> (guarded sample)" */
+  HH_MISUSE_GUARDED_USE_AFTER_FREE, /* "use after free: <op> of <p>, byte <k> of the freed <r>-byte block at
+                                    <b> (guarded sample)" */
+  HH_MISUSE_GUARDED_WILD,        /* "invalid <op> of <p>: in hardheap's guarded area, near no block" */
   HH_MISUSE_COUNT_               /* number of kinds */
 } hh_misuse_t;
 
@@ -292,7 +308,8 @@ typedef struct hh_misuse_info_s {
   size_t size;               /* a size the program passed (sized free) */
   size_t alignment;          /* an alignment the program passed */
   size_t requested_size;     /* the size the program asked for (heap buffer overflows) */
-  size_t offset;             /* offset from pointer of the first damaged byte */
+  size_t offset;             /* offset from pointer of the first damaged byte; guarded faults: bytes from
+                                the block's edge (after free: from its start) */
   uintptr_t value;           /* a corrupted value read from the heap (a free-list link) */
   unsigned long thread_id;   /* kernel id of the thread that detected it */
 } hh_misuse_info_t;
@@ -330,13 +347,23 @@ typedef enum hh_option_e {
                                      0 = at once, -1 = never (10) */
   hh_option_allow_large_os_pages, /* ALLOW_LARGE_OS_PAGES: advise transparent huge pages for segments (0) */
   hh_option_segment_cache,        /* SEGMENT_CACHE: empty segments each thread keeps for reuse (4) */
-  hh_option_guarded_sample_rate,  /* GUARDED_SAMPLE_RATE: place about one in N allocations against a
-                                     guard page (0 = never). Reserved: validated and reported, but this
-                                     version has no guarded sampler yet and samples nothing (0) */
-  hh_option_guarded_sample_seed,  /* GUARDED_SAMPLE_SEED: seed of the sampling sequence, 0 = random;
-                                     reserved like GUARDED_SAMPLE_RATE (0) */
+  hh_option_guarded_sample_rate,  /* GUARDED_SAMPLE_RATE: place about one in N allocations in a slot of its
+                                     own between PROT_NONE pages (0 = never, 1 = every eligible one;
+                                     5000 in the secure build, 0 in the default build) */
+  hh_option_guarded_sample_seed,  /* GUARDED_SAMPLE_SEED: seed of the sampling; the same seed and input
+                                     sample the same allocations; 0 = random (0) */
   hh_option_abort_on_misuse,      /* ABORT_ON_MISUSE: abort after reporting a heap misuse (1 in the secure
                                      build, 0 in the default build) */
+  hh_option_guarded_min,          /* GUARDED_MIN: smallest request sampled, bytes (0) */
+  hh_option_guarded_max,          /* GUARDED_MAX: largest request sampled, bytes (1 MiB) */
+  hh_option_guarded_precise,      /* GUARDED_PRECISE: a sampled block ends exactly at its guard page instead
+                                     of at 16-byte alignment (0) */
+  hh_option_guarded_underflow,    /* GUARDED_UNDERFLOW: percent of samples placed right after a guard page,
+                                     so that an underflow faults (25) */
+  hh_option_guarded_slots,        /* GUARDED_SLOTS: most guarded blocks live at once; further samples are
+                                     skipped and counted (1024) */
+  hh_option_guarded_quarantine,   /* GUARDED_QUARANTINE: freed guarded blocks kept inaccessible before
+                                     their slot is used again (256) */
   hh_option_count_                /* number of options */
 } hh_option_t;
 

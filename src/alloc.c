@@ -82,12 +82,55 @@ static hh_noinline void* malloc_bad_head(hh_heap_t* heap, hh_page_t* page, size_
   return hhi_malloc_generic(heap, size, zero, 0);
 }
 
-static inline void* page_malloc(hh_heap_t* heap, hh_page_t* page, size_t size, bool zero) {
+static void* malloc_aligned_counted(hh_heap_t* heap, size_t size, size_t alignment, bool zero);
+
+/* ---- guarded samples (HH_GUARDED) -------------------------------------------
+ * Every allocation of an initialised heap counts down heap's
+ * guarded_countdown once; at 0 the request may go to guarded.c instead. */
+static inline bool sample_due(hh_heap_t* heap) {
+  return HH_GUARDED && hh_unlikely(--heap->guarded_countdown == 0);
+}
+
+/* A guarded block for the request, or NULL to allocate it normally. */
+static hh_noinline void* malloc_sampled(hh_heap_t* heap, size_t size, bool zero, size_t alignment) {
+  void* p = hhi_guarded_malloc(heap, size, zero, alignment);
+  if (p != NULL) hhi_guarded_fault_arm();
+  return p;
+}
+
+/* The generic path for a request not counted yet. */
+static hh_noinline void* malloc_generic_counted(hh_heap_t* heap, size_t size, bool zero, size_t alignment) {
+  if (HH_GUARDED && hhi_heap_is_initialized(heap) && sample_due(heap)) {
+    void* p = malloc_sampled(heap, size, zero, alignment);
+    if (p != NULL) return p;
+  }
+  return hhi_malloc_generic(heap, size, zero, 0);  /* alignment <= 16 here: every block has it */
+}
+
+/* Counted and declined: the page's head may have changed meanwhile (taking
+ * the stacks can allocate), so the generic path looks again. */
+static hh_noinline void* malloc_sample_or_generic(hh_heap_t* heap, size_t size, bool zero, size_t alignment) {
+  void* p = malloc_sampled(heap, size, zero, alignment);
+  if (p != NULL) return p;
+  if (alignment > HH_MIN_ALIGN) return malloc_aligned_counted(heap, size, alignment, zero);
+  return hhi_malloc_generic(heap, size, zero, 0);  /* every block is aligned to 16 */
+}
+
+/* alignment: what the caller asked for (a sample must honour it); 0 = the
+ * default alignment. */
+static inline void* page_malloc_aligned(hh_heap_t* heap, hh_page_t* page, size_t size, bool zero,
+                                        size_t alignment) {
   hh_block_t* block = page->free;
-  if (hh_unlikely(block == NULL)) return hhi_malloc_generic(heap, size, zero, 0);
+  if (hh_unlikely(block == NULL)) return malloc_generic_counted(heap, size, zero, alignment);
+  /* only a real heap has a page with a free block: the countdown is writable */
+  if (sample_due(heap)) return malloc_sample_or_generic(heap, size, zero, alignment);
   if (hh_unlikely(!hhi_page_head_ok(page, block))) return malloc_bad_head(heap, page, size, zero);
   hhi_page_take(page, block);
   return hhi_block_hand_out(page, block, block, size, zero);
+}
+
+static inline void* page_malloc(hh_heap_t* heap, hh_page_t* page, size_t size, bool zero) {
+  return page_malloc_aligned(heap, page, size, zero, 0);
 }
 
 /* Sizes whose block comes from pages_direct (with the canary's minimum). */
@@ -102,7 +145,7 @@ static hh_noinline void* heap_malloc_medium(hh_heap_t* heap, size_t size, bool z
       if (page != NULL) return page_malloc(heap, page, size, zero);
     }
   }
-  return hhi_malloc_generic(heap, size, zero, 0);
+  return malloc_generic_counted(heap, size, zero, 0);
 }
 
 static inline void* heap_malloc(hh_heap_t* heap, size_t size, bool zero) {
@@ -110,6 +153,15 @@ static inline void* heap_malloc(hh_heap_t* heap, size_t size, bool zero) {
     return page_malloc(heap, heap->pages_direct[hhi_wsize_of(hhi_block_need(size))], size, zero);
   }
   return heap_malloc_medium(heap, size, zero);
+}
+
+/* heap_malloc for an explicit alignment of at most 16, which a sample must
+ * keep too (GUARDED_PRECISE drops only the default alignment). */
+static inline void* heap_malloc_min_aligned(hh_heap_t* heap, size_t size, bool zero, size_t alignment) {
+  if (HH_GUARDED && size <= HH_DIRECT_SIZE_MAX) {
+    return page_malloc_aligned(heap, heap->pages_direct[hhi_wsize_of(hhi_block_need(size))], size, zero, alignment);
+  }
+  return heap_malloc(heap, size, zero);
 }
 
 void* hh_malloc(size_t size) {
@@ -146,23 +198,8 @@ static hh_block_t* heap_take(hh_heap_t* heap, size_t need, hh_page_t** ppage) {
   }
 }
 
-static void* heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment, bool zero) {
-  if (hh_unlikely(!hhi_is_power_of_two(alignment))) {
-    errno = EINVAL;
-    return NULL;
-  }
-  if (hh_unlikely(size > HH_MAX_ALLOC_SIZE || alignment > HH_MAX_ALLOC_SIZE)) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  if (alignment <= HH_MIN_ALIGN) return heap_malloc(heap, size, zero);
-
-  /* Often the next block of the size class is aligned already: blocks of a
-   * power-of-two size sit at multiples of their size. */
-  if (size <= HH_DIRECT_SIZE_MAX) {
-    hh_page_t* page = heap->pages_direct[hhi_wsize_of(hhi_block_need(size))];
-    if (page->free != NULL && ((uintptr_t)page->free & (alignment - 1)) == 0) return page_malloc(heap, page, size, zero);
-  }
+/* An aligned request, already counted for sampling (alignment > 16). */
+static void* malloc_aligned_counted(hh_heap_t* heap, size_t size, size_t alignment, bool zero) {
   if (alignment > HH_SEGMENT_SIZE / 2) {
     /* a huge segment whose single block starts at an aligned address */
     return hhi_malloc_generic(heap, size == 0 ? 1 : size, zero, alignment);
@@ -180,6 +217,32 @@ static void* heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment,
   uint8_t* aligned = (uint8_t*)hhi_align_up((uintptr_t)block, alignment);
   if (aligned != (uint8_t*)block) hhi_page_flags_set(page, HH_PAGE_HAS_ALIGNED);
   return hhi_block_hand_out(page, block, aligned, size, zero);
+}
+
+static void* heap_malloc_aligned(hh_heap_t* heap, size_t size, size_t alignment, bool zero) {
+  if (hh_unlikely(!hhi_is_power_of_two(alignment))) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (hh_unlikely(size > HH_MAX_ALLOC_SIZE || alignment > HH_MAX_ALLOC_SIZE)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (alignment <= HH_MIN_ALIGN) return heap_malloc_min_aligned(heap, size, zero, alignment);
+
+  /* Often the next block of the size class is aligned already: blocks of a
+   * power-of-two size sit at multiples of their size. */
+  if (size <= HH_DIRECT_SIZE_MAX) {
+    hh_page_t* page = heap->pages_direct[hhi_wsize_of(hhi_block_need(size))];
+    if (page->free != NULL && ((uintptr_t)page->free & (alignment - 1)) == 0) {
+      return page_malloc_aligned(heap, page, size, zero, alignment);
+    }
+  }
+  if (HH_GUARDED && hhi_heap_is_initialized(heap) && sample_due(heap)) {
+    void* p = malloc_sampled(heap, size, zero, alignment);
+    if (p != NULL) return p;
+  }
+  return malloc_aligned_counted(heap, size, alignment, zero);
 }
 
 void* hh_malloc_aligned(size_t size, size_t alignment) {
@@ -248,6 +311,15 @@ static void* heap_realloc(hh_heap_t* heap, void* p, size_t newsize, size_t align
   if (!hhi_block_lookup(p, HH_OP_REALLOC, &ref)) {
     errno = EINVAL;
     return NULL;
+  }
+  if (HH_GUARDED && ref.page == NULL) {
+    /* a guarded block always moves: its old address faults from now on */
+    size_t requested = hhi_guarded_usable_size(&ref);
+    void* q = heap_alloc_like(heap, newsize, alignment);
+    if (q == NULL) return NULL;
+    memcpy(q, p, requested < newsize ? requested : newsize);
+    hhi_free_ref(&ref, p);
+    return q;
   }
   if (!hhi_canary_check(ref.page, ref.block, p, HH_OP_REALLOC)) {
     errno = EINVAL;  /* going on: the damaged block is left alone */

@@ -176,10 +176,6 @@ static inline uint64_t hhi_canary_word(const hh_page_t* page, const void* block)
   return hhi_link_mask(page, (const uint8_t*)block + 2 * sizeof(hh_block_t));
 }
 
-static inline uint8_t hhi_canary_byte(uint64_t word, size_t i) {
-  return (uint8_t)(word >> (8 * (i % 8)));
-}
-
 static inline size_t hhi_canary_field(const hh_page_t* page) {
   return page->block_size <= HH_CANARY_SHORT_MAX ? 2 : 8;
 }
@@ -204,22 +200,60 @@ static inline size_t hhi_canary_requested(const hh_page_t* page, const void* blo
   return page->block_size - delta;
 }
 
+/* The canary as whole words: the aligned 8-byte words from the one holding
+ * byte r to the block's end (block sizes are multiples of 8), each with the
+ * value it must have and the mask of the bytes that are canary (the first
+ * word's bytes before r are the program's). A few word operations instead
+ * of a loop over bytes. */
+typedef struct hh_canary_words_s {
+  size_t first, last;   /* offsets of the first and last word */
+  uint64_t fill;        /* the keyed fill word */
+  uint64_t field;       /* the size field, in place in the last word */
+  uint64_t field_mask;  /* its bytes in the last word */
+  uint64_t first_mask;  /* canary bytes of the first word (byte r and up) */
+} hh_canary_words_t;
+
+static inline hh_canary_words_t hhi_canary_words(const hh_page_t* page, const void* block, size_t r) {
+  hh_canary_words_t c;
+  uint64_t word = hhi_canary_word(page, block);
+  size_t bs = page->block_size;
+  c.first = r & ~(size_t)7;
+  c.last = bs - 8;
+  c.first_mask = ~(uint64_t)0 << (8 * (r - c.first));
+  c.fill = word;
+  if (hhi_canary_field(page) == 2) {
+    c.field = (uint64_t)(uint16_t)((bs - r) ^ (uint16_t)(word >> 48)) << 48;
+    c.field_mask = (uint64_t)0xffff << 48;
+  } else {
+    c.field = (uint64_t)(bs - r) ^ word;
+    c.field_mask = ~(uint64_t)0;
+  }
+  return c;
+}
+
+/* What word at offset w must hold, and which of its bytes are canary. */
+static inline uint64_t hhi_canary_expected(const hh_canary_words_t* c, size_t w, size_t r, uint64_t* care) {
+  uint64_t value = c->fill;
+  uint64_t mask = ~(uint64_t)0;
+  if (w == c->first) {
+    mask = c->first_mask;
+    value &= ~((uint64_t)0xff << (8 * (r - c->first)));  /* byte r is 0 */
+  }
+  if (w == c->last) value = (value & ~c->field_mask) | c->field;
+  *care = mask;
+  return value;
+}
+
 static inline void hhi_canary_write(const hh_page_t* page, void* block, size_t r) {
   uint8_t* b = block;
-  size_t field = hhi_canary_field(page);
-  size_t end = page->block_size - field;
-  uint64_t word = hhi_canary_word(page, block);
-  b[r] = 0;
-  size_t i = r + 1;
-  for (; i < end && i % 8 != 0; i++) b[i] = hhi_canary_byte(word, i);
-  for (; i + 8 <= end; i += 8) memcpy(b + i, &word, 8);  /* little endian: byte k is byte k of word */
-  for (; i < end; i++) b[i] = hhi_canary_byte(word, i);
-  if (field == 2) {
-    uint16_t stored = (uint16_t)((page->block_size - r) ^ (uint16_t)(word >> 48));
-    memcpy(b + end, &stored, sizeof(stored));
-  } else {
-    uint64_t stored = (uint64_t)(page->block_size - r) ^ word;
-    memcpy(b + end, &stored, sizeof(stored));
+  hh_canary_words_t c = hhi_canary_words(page, block, r);
+  for (size_t w = c.first; w <= c.last; w += 8) {
+    uint64_t care;
+    uint64_t value = hhi_canary_expected(&c, w, r, &care);
+    uint64_t old;
+    memcpy(&old, b + w, 8);
+    uint64_t merged = (old & ~care) | (value & care);
+    memcpy(b + w, &merged, 8);
   }
 }
 
@@ -227,20 +261,14 @@ static inline void hhi_canary_write(const hh_page_t* page, void* block, size_t r
  * block whose requested size is r, or SIZE_MAX when it is intact. */
 static inline size_t hhi_canary_damage(const hh_page_t* page, const void* block, size_t r) {
   const uint8_t* b = block;
-  size_t end = page->block_size - hhi_canary_field(page);
-  uint64_t word = hhi_canary_word(page, block);
-  if (b[r] != 0) return r;
-  size_t i = r + 1;
-  for (; i < end && i % 8 != 0; i++) {
-    if (b[i] != hhi_canary_byte(word, i)) return i;
-  }
-  for (; i + 8 <= end; i += 8) {
-    uint64_t v;
-    memcpy(&v, b + i, 8);
-    if (v != word) break;
-  }
-  for (; i < end; i++) {
-    if (b[i] != hhi_canary_byte(word, i)) return i;
+  hh_canary_words_t c = hhi_canary_words(page, block, r);
+  for (size_t w = c.first; w <= c.last; w += 8) {
+    uint64_t care;
+    uint64_t value = hhi_canary_expected(&c, w, r, &care);
+    uint64_t actual;
+    memcpy(&actual, b + w, 8);
+    uint64_t diff = (actual ^ value) & care;
+    if (hh_unlikely(diff != 0)) return w + (size_t)__builtin_ctzll(diff) / 8;  /* little endian */
   }
   return SIZE_MAX;
 }
@@ -268,9 +296,9 @@ static inline void hhi_block_zero_freed(const hh_page_t* page, hh_block_t* block
 
 static inline void hhi_block_check_zero(const hh_page_t* page, const hh_block_t* block) {
   const uint64_t* words = (const uint64_t*)block;
-  size_t n = page->block_size / sizeof(uint64_t);
-  uint64_t any = 0;
-  for (size_t i = 1; i < n; i++) any |= words[i];
+  size_t n = page->block_size / sizeof(uint64_t);  /* even: blocks are multiples of 16 */
+  uint64_t any = words[1];
+  for (size_t i = 2; i < n; i += 2) any |= words[i] | words[i + 1];
   if (hh_unlikely(any != 0)) hhi_report_write_after_free(page, block, sizeof(hh_block_t));
 }
 
@@ -331,6 +359,7 @@ static inline void hhi_block_free_local(hh_page_t* page, hh_block_t* block, uint
  * block's end. The canary's size and zero byte are checked (0 and a report
  * when they are damaged). */
 static inline size_t hhi_block_usable_size(const hh_block_ref_t* ref, const void* p, hh_op_t op) {
+  if (HH_GUARDED && hh_unlikely(ref->page == NULL)) return hhi_guarded_usable_size(ref);
   size_t offset = (size_t)((uintptr_t)p - (uintptr_t)ref->block);
   if (!HH_CANARY) return ref->page->block_size - offset;
   size_t r = hhi_canary_requested(ref->page, ref->block);
@@ -372,6 +401,7 @@ static inline hh_page_t* hhi_lookup_page(const hh_segment_t* segment, const void
  * false when p does not qualify. */
 static inline bool hhi_lookup_in(const void* p, hh_segment_t* segment, hh_op_t op, hh_block_ref_t* ref,
                                  bool validate) {
+  if (HH_GUARDED && hh_unlikely(segment->kind == HH_SEGMENT_GUARDED)) return hhi_guarded_lookup(p, segment, op, ref);
   if (validate && hh_unlikely(segment->cookie != ((uintptr_t)segment ^ hhi_process_cookie))) {
     hhi_lookup_fail(HH_MISUSE_SEGMENT_CORRUPTED, op, p, segment, NULL, 0);
     return false;

@@ -71,6 +71,21 @@
 #define HH_GUARD_LARGE (HH_SECURE_LEVEL >= 3)          /* span.c: a guard right after every large block */
 #define HH_PROTECT_PURGED (HH_SECURE_LEVEL >= 3)       /* segment.c: purged page slots PROT_NONE */
 
+/* ---- sampled guarded allocations ---------------------------------------------
+ * Its own switch: on in the secure build, off in the fast one unless the
+ * build asks for it (-DHARDHEAP_GUARDED=1). guarded.c, guarded_fault.c. */
+#ifndef HARDHEAP_GUARDED
+#define HARDHEAP_GUARDED (HH_SECURE_LEVEL >= 1)
+#endif
+#define HH_GUARDED (HARDHEAP_GUARDED != 0)
+/* The sample rate when GUARDED_SAMPLE_RATE is not set: the secure build
+ * always samples a little (GWP-ASan runs at about one in 5000 in
+ * production); the fast build only when asked. */
+#define HH_GUARDED_DEFAULT_RATE (HH_SECURE_LEVEL >= 1 ? 5000 : 0)
+/* Return addresses each guarded slot keeps of its allocation and of its
+ * free, for the reports. */
+#define HH_GUARDED_STACK_DEPTH 24  /* frames kept, hardheap's own (3-5) included */
+
 /* Bytes a request needs beyond its size with HH_CANARY: the zero byte and
  * the canary's size bytes, two in a block of up to HH_CANARY_SHORT_MAX
  * bytes, eight in larger ones (block.h). */

@@ -33,6 +33,9 @@ static inline void free_ref(const hh_block_ref_t* ref, void* p) {
     case HH_SEGMENT_HUGE:
       free_single(ref, p);
       return;
+    case HH_SEGMENT_GUARDED:
+      hhi_guarded_free(ref, p);
+      return;
   }
 }
 
@@ -72,8 +75,8 @@ void hh_free_sized(void* p, size_t size) {
     if (size > usable) {
       hhi_misuse(HH_OP_FREE, (hh_misuse_info_t){.kind = HH_MISUSE_SIZED_FREE_MISMATCH,
                                                 .pointer = p,
-                                                .page = ref.page->page_start,
-                                                .size_class = ref.page->block_size,
+                                                .page = ref.page != NULL ? ref.page->page_start : NULL,
+                                                .size_class = ref.page != NULL ? ref.page->block_size : usable,
                                                 .size = size,
                                                 .usable_size = usable});
       return;

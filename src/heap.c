@@ -60,6 +60,8 @@ static void heap_init(hh_heap_t* heap, hh_tld_t* tld) {
   heap->thread_id = hhi_thread_id();
   hhi_random_heap_init(heap, key_from);
   heap->quarantine_state = hhi_random_shuffle_seed(heap);
+  /* a thread's own heap samples; first-class heaps do not (guarded.c) */
+  hhi_guarded_heap_init(heap, tld->heap_backing == NULL || tld->heap_backing == heap);
 }
 
 static hh_thread_data_t* thread_data_alloc(void) {
@@ -415,13 +417,22 @@ hh_heap_t* hh_heap_get_backing(void) {
 
 bool hh_heap_contains(const hh_heap_t* heap, const void* p) {
   hh_block_ref_t ref;
-  if (heap == NULL || !hhi_page_lookup(p, HH_OP_NONE, &ref)) return false;
+  if (heap == NULL) return false;
+  if (HH_GUARDED) {
+    const hh_heap_t* owner = hhi_guarded_owner(p);
+    if (owner != NULL) return owner == heap;
+  }
+  if (!hhi_page_lookup(p, HH_OP_NONE, &ref)) return false;
   return atomic_load_explicit(&ref.page->heap, memory_order_acquire) == heap;
 }
 
 bool hh_heap_check_owned(hh_heap_t* heap, const void* p) {
   if (!hhi_heap_is_mine(heap)) return false;
   hhi_heap_delayed_free_all(heap);  /* remote frees into full pages wait there */
+  if (HH_GUARDED) {
+    const hh_heap_t* owner = hhi_guarded_owner(p);
+    if (owner != NULL) return owner == heap;
+  }
   hh_block_ref_t ref;
   if (!hhi_page_lookup(p, HH_OP_NONE, &ref)) return false;
   hh_page_t* page = ref.page;

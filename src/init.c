@@ -12,14 +12,17 @@ bool hhi_process_is_initialized;
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
 
 /* Lock order: heaps (thread data, then singles), then the segment lock
- * (abandoned list, global cache), then the large-span lock. */
+ * (abandoned list, global cache), then the large-span lock, then the
+ * guarded slots' lock. */
 static void fork_prepare(void) {
   hhi_heap_fork_prepare();
   hhi_segment_fork_prepare();
   hhi_span_fork_prepare();
+  hhi_guarded_fork_prepare();
 }
 
 static void fork_release(void) {
+  hhi_guarded_fork_release();
   hhi_span_fork_release();
   hhi_segment_fork_release();
   hhi_heap_fork_release();
@@ -37,6 +40,7 @@ static void process_init_once(void) {
   hhi_os_init();
   hhi_options_init();
   hhi_random_init();
+  hhi_guarded_init();
   hhi_heap_process_init();
   pthread_atfork(fork_prepare, fork_release, fork_child);
   hhi_process_is_initialized = true;
@@ -52,6 +56,12 @@ void hhi_process_init(void) {
 __attribute__((constructor)) static void hh_library_constructor(void) {
   hhi_process_init();
   (void)hhi_heap_thread_init();
+  if (hhi_guarded_enabled()) {
+    /* libc is up now: load the unwinder before a sample needs it, and be
+     * in place before the program's own fault handlers */
+    hhi_stack_init();
+    hhi_guarded_fault_arm();
+  }
 }
 
 __attribute__((destructor)) static void hh_library_destructor(void) {

@@ -75,6 +75,16 @@ static inline bool hhi_segment_map_contains(const hh_segment_t* segment) {
   return ((word >> (idx % 64)) & 1) != 0;
 }
 
+/* ---- stack.c: call stacks for guarded reports ---------------------------------
+ * Return addresses only; printed as symbol and module + offset. */
+/* Load the unwinder now (its first use allocates). */
+void hhi_stack_init(void);
+/* Up to max return addresses of the caller, leading hardheap frames left out. */
+int hhi_stack_capture(void** frames, int max);
+/* The same from a signal handler, starting at the faulting pc. */
+int hhi_stack_capture_from(void** frames, int max, const void* pc);
+void hhi_stack_print(void* const* frames, int count);
+
 /* ---- segment.c: segments, their page slots, huge blocks ------------------------*/
 /* A page of a small or medium segment of tld for blocks of class bin. */
 hh_page_t* hhi_segment_page_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t bin);
@@ -118,6 +128,33 @@ hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t hu
 void hhi_segment_unmap(hh_segment_t* segment);
 void hhi_segment_cache_push(hh_tld_t* tld, hh_segment_t* segment);
 void hhi_segment_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool force);
+
+/* ---- guarded.c: sampled guarded allocations (HH_GUARDED) -------------------------*/
+void hhi_guarded_init(void);
+/* Sampling is on (HH_GUARDED and GUARDED_SAMPLE_RATE > 0). */
+bool hhi_guarded_enabled(void);
+/* Start heap's countdown (samples: it is a thread's backing heap). */
+void hhi_guarded_heap_init(hh_heap_t* heap, bool samples);
+/* heap's countdown reached 0: a guarded block for the request, or NULL
+ * (errno kept) when this request is not sampled after all. */
+void* hhi_guarded_malloc(hh_heap_t* heap, size_t size, bool zero, size_t alignment);
+/* hhi_lookup_in for a guarded segment: the live block at p (ref->page NULL,
+ * ref->idx its slot), else false after the report (none for HH_OP_NONE). */
+bool hhi_guarded_lookup(const void* p, hh_segment_t* segment, hh_op_t op, hh_block_ref_t* ref);
+void hhi_guarded_free(const hh_block_ref_t* ref, void* p);
+size_t hhi_guarded_usable_size(const hh_block_ref_t* ref);
+/* The heap that allocated the live guarded block holding p, or NULL. */
+const hh_heap_t* hhi_guarded_owner(const void* p);
+/* What a fault at addr was; false when addr is not in a guarded segment. */
+bool hhi_guarded_describe(const void* addr, hh_guarded_fault_t* out);
+/* A fault's report, with the faulting stack. */
+void hhi_guarded_report_fault(hh_op_t op, hh_misuse_info_t facts, const hh_guarded_slot_t* slot, void* const* stack,
+                              int depth);
+void hhi_guarded_fork_prepare(void);
+void hhi_guarded_fork_release(void);
+/* guarded_fault.c: put the fault handler in front of the program's (again,
+ * if the program replaced it since). */
+void hhi_guarded_fault_arm(void);
 
 /* ---- span.c: large blocks, spans of 64 KiB slices in shared segments ---------*/
 /* A span for a block of block_size bytes aligned to alignment (at most
@@ -319,6 +356,7 @@ static inline bool hhi_segment_kind_is_single(hh_segment_kind_t kind) {
       return false;
     case HH_SEGMENT_LARGE:
     case HH_SEGMENT_HUGE:
+    case HH_SEGMENT_GUARDED:  /* one block per slot */
       return true;
   }
   return true;

@@ -14,15 +14,6 @@
  * This file holds the entry points and the reports. */
 #include "internal.h"
 
-/* A block that is not handed out: named by the call that found it. */
-static hh_misuse_t freed_kind(hh_op_t op) {
-  switch (op) {
-    case HH_OP_REALLOC: return HH_MISUSE_REALLOC_FREED;
-    case HH_OP_USABLE_SIZE: return HH_MISUSE_USABLE_SIZE_FREED;
-    default: return HH_MISUSE_DOUBLE_FREE;
-  }
-}
-
 void hhi_lookup_fail(hh_misuse_t kind, hh_op_t op, const void* p, const hh_segment_t* segment,
                      const hh_page_t* page, uint32_t idx) {
   if (op == HH_OP_NONE) return;  /* a query: no report */
@@ -35,7 +26,7 @@ void hhi_lookup_fail(hh_misuse_t kind, hh_op_t op, const void* p, const hh_segme
        * descriptor: say what really happened */
       if (hhi_segment_kind_is_single(segment->kind) && page->page_start == (const uint8_t*)p &&
           page->block_size != 0) {
-        hhi_misuse_on_page(freed_kind(op), op, p, page);
+        hhi_misuse_on_page(hhi_misuse_freed_kind(op), op, p, page);
         return;
       }
       hhi_misuse_on_page(kind, op, p, NULL);
@@ -45,7 +36,7 @@ void hhi_lookup_fail(hh_misuse_t kind, hh_op_t op, const void* p, const hh_segme
       if (!hhi_segment_kind_is_single(segment->kind) && idx >= __atomic_load_n(&page->capacity, __ATOMIC_RELAXED)) {
         hhi_misuse_on_page(HH_MISUSE_NOT_A_BLOCK, op, p, page);
       } else {
-        hhi_misuse_on_page(freed_kind(op), op, p, page);
+        hhi_misuse_on_page(hhi_misuse_freed_kind(op), op, p, page);
       }
       return;
     default:

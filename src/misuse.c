@@ -59,6 +59,20 @@ static const hh_misuse_desc_t misuse_table[HH_MISUSE_COUNT_] = {
     [HH_MISUSE_WRITE_AFTER_FREE] = {"write-after-free",
                                     "write after free to the block at {pointer} (size class {size_class}): byte "
                                     "{offset} was written after it was freed"},
+    [HH_MISUSE_HEAP_UNDERFLOW] = {"heap-buffer-underflow", "heap buffer underflow before the {requested_size}-byte "
+                                                           "block at {pointer}: byte {offset} before its start "
+                                                           "was overwritten"},
+    [HH_MISUSE_GUARDED_OVERFLOW] = {"guarded-overflow", "heap buffer overflow: {op} of {pointer}, {offset} bytes "
+                                                        "after the {requested_size}-byte block at {block} "
+                                                        "(guarded sample)"},
+    [HH_MISUSE_GUARDED_UNDERFLOW] = {"guarded-underflow", "heap buffer underflow: {op} of {pointer}, {offset} "
+                                                          "bytes before the {requested_size}-byte block at "
+                                                          "{block} (guarded sample)"},
+    [HH_MISUSE_GUARDED_USE_AFTER_FREE] = {"guarded-use-after-free",
+                                          "use after free: {op} of {pointer}, byte {offset} of the freed "
+                                          "{requested_size}-byte block at {block} (guarded sample)"},
+    [HH_MISUSE_GUARDED_WILD] = {"guarded-wild", "invalid {op} of {pointer}: in hardheap's guarded area, near "
+                                                "no block"},
 };
 
 static const char* const op_names[HH_OP_COUNT_] = {
@@ -72,7 +86,18 @@ static const char* const op_names[HH_OP_COUNT_] = {
     [HH_OP_HEAP_SET_DEFAULT] = "set_default",
     [HH_OP_HEAP_VISIT] = "visit",
     [HH_OP_VALIDATE] = "validate",
+    [HH_OP_READ] = "read",
+    [HH_OP_WRITE] = "write",
+    [HH_OP_ACCESS] = "access",
 };
+
+hh_misuse_t hhi_misuse_freed_kind(hh_op_t op) {
+  switch (op) {
+    case HH_OP_REALLOC: return HH_MISUSE_REALLOC_FREED;
+    case HH_OP_USABLE_SIZE: return HH_MISUSE_USABLE_SIZE_FREED;
+    default: return HH_MISUSE_DOUBLE_FREE;
+  }
+}
 
 const char* hh_misuse_name(hh_misuse_t kind) {
   if ((unsigned)kind >= HH_MISUSE_COUNT_) return NULL;
@@ -149,7 +174,7 @@ static size_t render(char* out, size_t size, const char* template, const hh_misu
 /* ---- reporting ------------------------------------------------------------------*/
 static _Atomic(long) errors_reported;
 
-static void print_report(const char* message, bool always) {
+static void print_report(const char* message, bool always, hhi_misuse_more_fun* more, const void* more_arg) {
   long max = hhi_option_value(hh_option_max_errors);
   long n = atomic_fetch_add_explicit(&errors_reported, 1, memory_order_relaxed);
   if (always || max < 0 || n < max) {
@@ -157,12 +182,17 @@ static void print_report(const char* message, bool always) {
     size_t len = hhi_format(line, sizeof(line) - 1, "hardheap: error: %s", message);
     line[len++] = '\n';
     hhi_write_stderr(line, len);
+    if (more != NULL) more(more_arg);
   } else if (n == max) {
     hhi_print("hardheap: error: further errors are not shown (HARDHEAP_MAX_ERRORS=%ld)\n", max);
   }
 }
 
 void hhi_misuse(hh_op_t op, hh_misuse_info_t facts) {
+  hhi_misuse_more(op, facts, NULL, NULL);
+}
+
+void hhi_misuse_more(hh_op_t op, hh_misuse_info_t facts, hhi_misuse_more_fun* more, const void* more_arg) {
   hh_misuse_t kind = facts.kind;
   if ((unsigned)kind >= HH_MISUSE_COUNT_) hhi_fatal("misuse report of unknown kind %d", (int)kind);
   char message[HH_MISUSE_LINE_MAX];
@@ -187,8 +217,11 @@ void hhi_misuse(hh_op_t op, hh_misuse_info_t facts) {
     }
   }
   bool abort_now = hhi_option_enabled(hh_option_abort_on_misuse);
-  if (abort_now || hhi_option_enabled(hh_option_show_errors) || hhi_option_enabled(hh_option_verbose)) {
-    print_report(message, abort_now);
+  /* a fault on a guard page kills the process whatever the options say:
+   * it must not die without saying why */
+  bool fatal = abort_now || hhi_misuse_is_fault(kind);
+  if (fatal || hhi_option_enabled(hh_option_show_errors) || hhi_option_enabled(hh_option_verbose)) {
+    print_report(message, fatal, more, more_arg);
   }
   if (abort_now) abort();
 }

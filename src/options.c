@@ -32,10 +32,17 @@ static hh_option_desc_t options[hh_option_count_] = {
   [hh_option_purge_delay] = {10, 10, -1, 24L * 3600 * 1000, false, "PURGE_DELAY"},
   [hh_option_allow_large_os_pages] = {0, 0, 0, 1, true, "ALLOW_LARGE_OS_PAGES"},
   [hh_option_segment_cache] = {4, 4, 0, 1024, false, "SEGMENT_CACHE"},
-  [hh_option_guarded_sample_rate] = {0, 0, 0, 1000000000, false, "GUARDED_SAMPLE_RATE"},
+  [hh_option_guarded_sample_rate] = {HH_GUARDED_DEFAULT_RATE, HH_GUARDED_DEFAULT_RATE, 0, 1000000000, false,
+                                     "GUARDED_SAMPLE_RATE"},
   [hh_option_guarded_sample_seed] = {0, 0, 0, LONG_MAX, false, "GUARDED_SAMPLE_SEED"},
   [hh_option_abort_on_misuse] = {HH_MISUSE_ABORTS_BY_DEFAULT, HH_MISUSE_ABORTS_BY_DEFAULT, 0, 1, true,
                                  "ABORT_ON_MISUSE"},
+  [hh_option_guarded_min] = {0, 0, 0, LONG_MAX, false, "GUARDED_MIN"},
+  [hh_option_guarded_max] = {1L << 20, 1L << 20, 0, 1L << 30, false, "GUARDED_MAX"},
+  [hh_option_guarded_precise] = {0, 0, 0, 1, true, "GUARDED_PRECISE"},
+  [hh_option_guarded_underflow] = {25, 25, 0, 100, false, "GUARDED_UNDERFLOW"},
+  [hh_option_guarded_slots] = {1024, 1024, 1, 65536, false, "GUARDED_SLOTS"},
+  [hh_option_guarded_quarantine] = {256, 256, 0, 65536, false, "GUARDED_QUARANTINE"},
 };
 
 static bool str_ieq(const char* a, const char* b) {
@@ -121,11 +128,13 @@ void hhi_options_init(void) {
   }
   warn_unknown_names();
   if (HH_ERRORS_ALWAYS_SHOWN) options[hh_option_show_errors].value = 1;
-  /* The names are taken now so that scripts and the launcher can set them,
-   * but a user who asks for sampling must not believe it is happening. */
-  if (options[hh_option_guarded_sample_rate].value != 0) {
-    hhi_print("hardheap: warning: GUARDED_SAMPLE_RATE=%ld ignored: this version of hardheap has no "
-             "sampled guarded allocations yet\n", options[hh_option_guarded_sample_rate].value);
+  /* a user who asks for sampling from a build without it must not believe
+   * it is happening */
+  if (!HH_GUARDED && options[hh_option_guarded_sample_rate].value != 0) {
+    hhi_print("hardheap: warning: GUARDED_SAMPLE_RATE=%ld ignored: this build has no sampled guarded "
+              "allocations; use libhardheap-secure (hardheap run --secure)\n",
+              options[hh_option_guarded_sample_rate].value);
+    options[hh_option_guarded_sample_rate].value = 0;
   }
 }
 

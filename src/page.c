@@ -433,6 +433,9 @@ static void page_init(hh_heap_t* heap, hh_page_t* page, size_t block_size, size_
     case HH_SEGMENT_HUGE:
       page->block_size = area;
       break;
+    case HH_SEGMENT_GUARDED:
+      hh_assert(!"guarded segments have no pages");
+      break;
   }
   page->bin = (uint8_t)bin;
   page->reserved = single ? 1 : (uint32_t)(area / page->block_size);
@@ -652,7 +655,8 @@ void hhi_single_free(hh_page_t* page, hh_tld_t* tld) {
     case HH_SEGMENT_LARGE: hhi_span_free(page, tld); return;
     case HH_SEGMENT_HUGE: hhi_segment_huge_free(page); return;
     case HH_SEGMENT_SMALL:
-    case HH_SEGMENT_MEDIUM: break;
+    case HH_SEGMENT_MEDIUM:
+    case HH_SEGMENT_GUARDED: break;
   }
   hh_assert(!"not a single-block page");
 }
@@ -662,7 +666,8 @@ bool hhi_single_resize(hh_page_t* page, size_t newsize) {
     case HH_SEGMENT_LARGE: return hhi_span_resize(page, newsize);
     case HH_SEGMENT_HUGE: return hhi_segment_huge_resize(page, newsize);
     case HH_SEGMENT_SMALL:
-    case HH_SEGMENT_MEDIUM: break;
+    case HH_SEGMENT_MEDIUM:
+    case HH_SEGMENT_GUARDED: break;
   }
   return false;
 }

@@ -39,6 +39,17 @@ _Noreturn void hhi_assert_fail(const char* expr, const char* file, int line, con
  * build's default). Returns only when the program goes on: the caller then
  * takes its documented safe action. */
 hh_cold void hhi_misuse(hh_op_t op, hh_misuse_info_t facts);
+/* A block that is not handed out, named by the call that found it:
+ * double free, realloc or usable_size of a freed block. */
+hh_misuse_t hhi_misuse_freed_kind(hh_op_t op);
+/* Kinds reported from the fault handler: the process dies of the fault. */
+static inline bool hhi_misuse_is_fault(hh_misuse_t kind) {
+  return kind >= HH_MISUSE_GUARDED_OVERFLOW && kind <= HH_MISUSE_GUARDED_WILD;
+}
+/* The same, and when the line is printed, more(more_arg) prints what
+ * follows it (a guarded block's history). */
+typedef void(hhi_misuse_more_fun)(const void* arg);
+hh_cold void hhi_misuse_more(hh_op_t op, hh_misuse_info_t facts, hhi_misuse_more_fun* more, const void* more_arg);
 /* The common case: a misuse about pointer p on page (may be NULL). */
 hh_cold void hhi_misuse_on_page(hh_misuse_t kind, hh_op_t op, const void* p, const hh_page_t* page);
 

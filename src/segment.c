@@ -112,7 +112,8 @@ static size_t kind_page_count(hh_segment_kind_t kind) {
     case HH_SEGMENT_SMALL: return HH_SMALL_PAGES_PER_SEGMENT;
     case HH_SEGMENT_MEDIUM: return HH_MEDIUM_PAGES_PER_SEGMENT;
     case HH_SEGMENT_LARGE: return HH_SPAN_SLICES;
-    case HH_SEGMENT_HUGE: return 1;
+    case HH_SEGMENT_HUGE:
+    case HH_SEGMENT_GUARDED: return 1;
   }
   return 1;
 }
@@ -122,7 +123,8 @@ static uint32_t kind_page_shift(hh_segment_kind_t kind) {
     case HH_SEGMENT_SMALL: return HH_SMALL_PAGE_SHIFT;
     case HH_SEGMENT_MEDIUM: return HH_MEDIUM_PAGE_SHIFT;
     case HH_SEGMENT_LARGE: return HH_SPAN_SLICE_SHIFT;
-    case HH_SEGMENT_HUGE: return 63;  /* every offset maps to page 0 */
+    case HH_SEGMENT_HUGE:
+    case HH_SEGMENT_GUARDED: return 63;  /* every offset maps to page 0 */
   }
   return 63;
 }
@@ -155,7 +157,8 @@ static hh_segment_queue_t* free_queue_of(hh_tld_t* tld, const hh_segment_t* segm
     case HH_SEGMENT_SMALL: return &tld->segments.small_free;
     case HH_SEGMENT_MEDIUM: return &tld->segments.medium_free;
     case HH_SEGMENT_LARGE:
-    case HH_SEGMENT_HUGE: return NULL;
+    case HH_SEGMENT_HUGE:
+    case HH_SEGMENT_GUARDED: return NULL;
   }
   return NULL;
 }

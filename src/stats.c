@@ -25,6 +25,10 @@ void hh_stats_get(hh_stats_t* out) {
   out->purged = LOAD(purged);
   out->mmap_calls = LOAD(mmap_calls);
   out->munmap_calls = LOAD(munmap_calls);
+  out->guarded_sampled = LOAD(guarded_sampled);
+  out->guarded_skipped = LOAD(guarded_skipped);
+  out->guarded_live = LOAD(guarded_live);
+  out->guarded_quarantined = LOAD(guarded_quarantined);
 }
 
 size_t hh_bin_count(void) {
@@ -65,6 +69,10 @@ void hh_stats_print(void) {
   print_bytes_line("committed:", s.committed, s.committed_peak);
   hhi_print("  purged:    %zu KiB in total\n", s.purged / 1024);
   hhi_print("  os calls:  %zu mmap, %zu munmap\n", s.mmap_calls, s.munmap_calls);
+  if (hhi_guarded_enabled()) {
+    hhi_print("  guarded:   %zu sampled, %zu skipped, %zu live, %zu in quarantine\n", s.guarded_sampled,
+              s.guarded_skipped, s.guarded_live, s.guarded_quarantined);
+  }
   hhi_print("size classes of this thread's heap (block size: pages, blocks used / capacity, bytes in use):\n");
   size_t total_used = 0;
   for (size_t bin = 1; bin < hh_bin_count(); bin++) {

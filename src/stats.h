@@ -13,6 +13,8 @@ typedef struct hh_stat_counters_s {
   _Atomic(size_t) committed, committed_peak;                 /* bytes mapped and not purged */
   _Atomic(size_t) purged, mmap_calls, munmap_calls;          /* totals */
   _Atomic(size_t) guards;                                    /* guard pages between pages now (HH_GUARD_PAGES) */
+  _Atomic(size_t) guarded_sampled, guarded_skipped;          /* guarded samples taken, not taken (totals) */
+  _Atomic(size_t) guarded_live, guarded_quarantined;         /* guarded slots live, in quarantine now */
 } hh_stat_counters_t;
 extern hh_stat_counters_t hhi_stats;
 

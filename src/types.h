@@ -131,7 +131,9 @@ typedef enum hh_segment_kind_e {
   HH_SEGMENT_MEDIUM,  /* 8 medium pages */
   HH_SEGMENT_LARGE,   /* spans: blocks of 64 KiB .. 2 MiB asked, each a run of 64 KiB slices
                          (slice 0 holds the header); shared by all threads, under one lock */
-  HH_SEGMENT_HUGE     /* one page, one block, any size; segment_size fits the block */
+  HH_SEGMENT_HUGE,    /* one page, one block, any size; segment_size fits the block */
+  HH_SEGMENT_GUARDED  /* sampled guarded blocks, each in a slot between PROT_NONE pages (guarded.c);
+                         owned by no thread, never in a queue or cache */
 } hh_segment_kind_t;
 
 /* Invariant: used == number of pages with segment_in_use; a segment with
@@ -173,6 +175,64 @@ struct hh_segment_s {
 #define HH_SEGMENT_MAPS_SIZE (HH_BLOCK_BITMAPS ? HH_SMALL_PAGES_PER_SEGMENT * sizeof(hh_page_maps_t) : 0)
 _Static_assert(HH_MEDIUM_PAGES_PER_SEGMENT <= HH_SMALL_PAGES_PER_SEGMENT, "every slot kind has its bitmaps");
 
+/* ---- guarded slots (guarded.c) ------------------------------------------------
+ * A guarded segment holds the slots of one size class (slot_pages OS pages
+ * of data each): [header and slot table | guard | data 0 | guard | data 1 |
+ * guard | ... | data n-1 | guard]. A slot's data pages are PROT_NONE except
+ * the ones under its live block, so the block's far side is inaccessible
+ * too when the block is smaller than the slot. */
+typedef enum hh_guarded_state_e {
+  HH_GUARDED_FREE,        /* never used, or out of the quarantine: reusable */
+  HH_GUARDED_LIVE,        /* holds a block the program has */
+  HH_GUARDED_QUARANTINED  /* freed, inaccessible, waiting before reuse */
+} hh_guarded_state_t;
+
+typedef struct hh_guarded_slot_s {
+  _Atomic(uint8_t) state;                 /* hh_guarded_state_t; read without the lock by the fault handler */
+  bool used_before;                       /* it held a block once: the history below is about that block */
+  uint8_t alloc_depth, free_depth;        /* frames in alloc_stack, free_stack */
+  uint32_t index;                         /* its index in the segment */
+  struct hh_guarded_slot_s* next_free;    /* next slot on its class's free stack */
+  hh_heap_t* heap;                        /* heap that allocated it (hh_heap_contains) */
+  uint8_t* block;                         /* where the block starts */
+  size_t requested;                       /* bytes the program asked for */
+  size_t open_offset, open_size;          /* accessible pages of the data while live: offset, bytes */
+  unsigned long alloc_thread, free_thread; /* kernel thread ids */
+  void* alloc_stack[HH_GUARDED_STACK_DEPTH]; /* return addresses where it was allocated */
+  void* free_stack[HH_GUARDED_STACK_DEPTH];  /* ... and freed */
+} hh_guarded_slot_t;
+
+/* Follows the segment header (kind HH_SEGMENT_GUARDED, one page descriptor
+ * never in use, so that page lookups fail) at HH_GUARDED_INFO_OFFSET. */
+typedef struct hh_guarded_segment_s {
+  hh_segment_t* segment;                  /* the segment header this follows */
+  struct hh_guarded_segment_s* next;      /* next guarded segment (guarded.c's list) */
+  uint32_t size_class;                    /* index of the class: slot_pages = 1 << size_class */
+  uint32_t slot_count;                    /* slots in this segment */
+  uint32_t slots_used;                    /* slots handed out at least once (the rest are untouched) */
+  size_t slot_pages;                      /* OS pages of data per slot */
+  size_t stride;                          /* bytes from one slot's data to the next: (slot_pages + 1) pages */
+  uint8_t* first_data;                    /* data of slot 0; slot i at first_data + i * stride */
+  hh_guarded_slot_t* slots;               /* slot_count of them, right after this */
+} hh_guarded_segment_t;
+/* What a fault on a guarded segment's address was (guarded.c:hhi_guarded_describe). */
+typedef struct hh_guarded_fault_s {
+  int kind;                               /* hh_misuse_t: GUARDED_OVERFLOW, _UNDERFLOW, _USE_AFTER_FREE, _WILD */
+  const hh_guarded_slot_t* slot;          /* the block concerned, or NULL (wild, never used) */
+  size_t offset;                          /* bytes past its end / before its start / into it */
+} hh_guarded_fault_t;
+
+/* A guarded report's history lines: the stack that caught it, then the
+ * slot's allocation and free. */
+typedef struct hh_guarded_history_s {
+  const hh_guarded_slot_t* slot;          /* the block, or NULL */
+  const char* now_label;                  /* what caught it ("the access", "the second free") */
+  int now_depth;                          /* frames in now_stack */
+  void* now_stack[HH_GUARDED_STACK_DEPTH]; /* where it was caught */
+} hh_guarded_history_t;
+
+#define HH_GUARDED_INFO_OFFSET (sizeof(hh_segment_t) + sizeof(hh_page_t))
+
 /* ---- heaps ------------------------------------------------------------------*/
 /* A queue of pages of one size class, most recently useful first. */
 typedef struct hh_page_queue_s {
@@ -185,6 +245,8 @@ typedef struct hh_page_queue_s {
  *   pages_direct[w] == first page of pages[bin(w*16)], or &hh_page_empty. */
 struct hh_heap_s {
   hh_tld_t* tld;                                 /* thread-local data of the owning thread */
+  uint64_t guarded_countdown;                    /* HH_GUARDED: allocations until the next sample (0 never
+                                                    stays: UINT64_MAX when this heap does not sample) */
   hh_page_t* pages_direct[HH_PAGES_DIRECT];      /* fast path: wsize -> page to allocate from */
   hh_page_queue_t pages[HH_BIN_COUNT];           /* per-bin page queues (+ unused huge slot) + full */
   _Atomic(hh_block_t*) thread_delayed_free;      /* remote frees into full pages (free.c) */
@@ -201,6 +263,8 @@ struct hh_heap_s {
                                                     page's `used`, live bit clear (page.c) */
   size_t quarantine_bytes;                       /* block bytes in quarantine */
   uint64_t quarantine_state;                     /* splitmix64 state choosing the slot a free evicts */
+  uint64_t guarded_state;                        /* splitmix64 state of this heap's sampling intervals and
+                                                    placements (seeded from GUARDED_SAMPLE_SEED) */
   hh_heap_t* next;                               /* next first-class heap of the same thread */
   /* last: heap.c:heap_init re-initialises a pooled heap up to here, under
    * this lock, because a remote free may still be releasing it */
@@ -253,6 +317,9 @@ typedef enum hh_op_e {
   HH_OP_HEAP_SET_DEFAULT, /* hh_heap_set_default */
   HH_OP_HEAP_VISIT,    /* hh_heap_visit_blocks */
   HH_OP_VALIDATE,      /* hh_heap_validate */
+  HH_OP_READ,          /* a load that faulted on a guard page (guarded_fault.c) */
+  HH_OP_WRITE,         /* a store that faulted on a guard page */
+  HH_OP_ACCESS,        /* a faulting access not known to be a load or a store */
   HH_OP_COUNT_
 } hh_op_t;
 

@@ -110,6 +110,9 @@ bool hhi_validate_segment(const hh_segment_t* segment) {
     case HH_SEGMENT_HUGE:
       CHECK(segment->page_count == 1 && segment->pages[0].segment_in_use, first, "huge segment page");
       return true;
+    case HH_SEGMENT_GUARDED:
+      CHECK(segment->page_count == 1 && !segment->pages[0].segment_in_use, first, "guarded segment page");
+      return true;
   }
   return true;
 }
