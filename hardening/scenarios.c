@@ -378,11 +378,19 @@ static int overflow_into_slack(void) {
 }
 
 static int overflow_into_neighbour(void) {
-  char* p = malloc(5000);
-  char* q = malloc(5000);
-  memset(launder(p + 5000), 'A', 200);  /* the slack, and on into whatever follows */
+  /* a block whose neighbour is allocated too (free lists are shuffled, and
+   * the last block of a page ends at a guard page at level 3) */
+  char* blocks[24];
+  for (int i = 0; i < 24; i++) blocks[i] = malloc(5000);
+  char* p = NULL;
+  for (int i = 0; i < 24 && p == NULL; i++) {
+    for (int j = 0; j < 24; j++) {
+      if (blocks[j] == blocks[i] + 5120) p = blocks[i];
+    }
+  }
+  if (p == NULL) return 2;
+  memset(launder(p + 5000), 'A', 200);  /* the slack, and on into the neighbour */
   free(p);
-  free(q);
   return 0;
 }
 

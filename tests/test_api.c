@@ -1125,8 +1125,8 @@ START_TEST(test_options) {
   ck_assert(hh_option_set(hh_option_verbose, v));
   ck_assert_int_eq(hh_option_get(hh_option_verbose), v);
 
-  /* the reserved guarded-sampling options: off by default, range-checked */
-  ck_assert_int_eq(hh_option_get(hh_option_guarded_sample_rate), 0);
+  /* sampling: on in the secure build (one in 5000), off in the default one */
+  ck_assert_int_eq(hh_option_get(hh_option_guarded_sample_rate), hh_is_secure() ? 5000 : 0);
   ck_assert(!hh_option_set(hh_option_guarded_sample_rate, -1));
   ck_assert(hh_option_set(hh_option_guarded_sample_seed, 42));
   ck_assert_int_eq(hh_option_get(hh_option_guarded_sample_seed), 42);
