@@ -166,6 +166,7 @@ static inline hh_block_t* hhi_page_pop(hh_page_t* page) {
  * allocator, marks an interior address so free can tell it from a guess,
  * and tells the tracking tool. */
 static inline void* hhi_block_hand_out(const hh_page_t* page, hh_block_t* block, void* p, size_t size, bool zero) {
+  hhi_track_hand_out(block, page->block_size, zero);
   if (zero) {
     if (page->free_is_zero) block->next = 0;
     else memset(block, 0, page->block_size);
@@ -197,7 +198,9 @@ static inline void hhi_block_free_local(hh_page_t* page, hh_block_t* block, uint
 /* ---- usable size -----------------------------------------------------------------
  * Bytes the program may use at p, a pointer inside the block of ref. */
 static inline size_t hhi_block_usable_size(const hh_block_ref_t* ref, const void* p) {
-  return ref->page->block_size - (size_t)((uintptr_t)p - (uintptr_t)ref->block);
+  size_t usable = ref->page->block_size - (size_t)((uintptr_t)p - (uintptr_t)ref->block);
+  hhi_track_usable(p, usable);  /* the program may use all of it now */
+  return usable;
 }
 
 /* ---- from a pointer to its block -------------------------------------------------

@@ -377,6 +377,7 @@ void hh_heap_destroy(hh_heap_t* heap) {
     hhi_misuse(HH_OP_HEAP_DESTROY, (hh_misuse_info_t){.kind = HH_MISUSE_BACKING_HEAP_DESTROY, .heap = heap});
     return;
   }
+  hhi_track_heap_destroy(heap);
   for (size_t i = 0; i < heap->retired_count; i++) heap->retired[i]->is_retired = 0;
   heap->retired_count = 0;
   heap_visit_pages(heap, page_destroy_visitor, false);
