@@ -26,6 +26,18 @@ static hh_cold bool broken(const hh_page_t* page, const char* rule) {
   } while (0)
 
 /* ---- pages --------------------------------------------------------------------*/
+/* Does the list from b end in NULL? A walk through hhi_block_next stops
+ * (after reporting it) at a link that leaves the page, which would
+ * otherwise look like the list's end. */
+static bool list_ends(const hh_page_t* page, const hh_block_t* b) {
+  for (size_t steps = 0; b != NULL && steps <= page->capacity; steps++) {
+    const hh_block_t* next = hhi_decode_link(page, b, b->next);
+    if (!hhi_page_is_valid_link(page, next)) return false;
+    b = next;
+  }
+  return b == NULL;
+}
+
 bool hhi_validate_page(const hh_page_t* page) {
   const hh_segment_t* segment = hhi_page_segment(page);
   CHECK(page->segment_in_use, page, "page in a heap but its slot is free");
@@ -48,6 +60,10 @@ bool hhi_validate_page(const hh_page_t* page) {
   size_t counts[3];
   CHECK(hhi_page_free_map(page, map, counts), page,
         "free lists hold a block twice, off a boundary or beyond capacity");
+  uintptr_t tf_head = atomic_load_explicit(&((hh_page_t*)page)->thread_free, memory_order_acquire);
+  CHECK(list_ends(page, page->free) && list_ends(page, page->local_free) &&
+            list_ends(page, hhi_thread_free_block(tf_head)),
+        page, "a free-list link leaves the page");
   /* used still counts the blocks on thread_free (and on a heap's delayed list) */
   CHECK((size_t)page->used + counts[0] + counts[1] == page->capacity, page,
         "used + |free| + |local_free| != capacity");
