@@ -5,6 +5,7 @@
  * allocate, destroy), every allocation call used and freed properly, a
  * randomized workload and blocks freed by another thread or left by an
  * exiting one (remote frees, delayed frees, abandoned pages reclaimed).
+ * Run with the argument invalid_free it makes two invalid frees instead.
  * valgrind_expect.sh runs it and parses memcheck's output. */
 #include <pthread.h>
 #include <stdint.h>
@@ -159,7 +160,21 @@ static __attribute__((noinline)) int threads(void) {
   return 0;
 }
 
-int main(void) {
+/* the "invalid_free" run: a free of a stack address and a double free,
+ * each exactly one memcheck "Invalid free()" (hardheap's own misuse reports
+ * are forwarded; run with HARDHEAP_ABORT_ON_MISUSE=0) */
+static int invalid_frees(void) {
+  int local = 0;
+  hh_free(&local);
+  uint8_t* p = hh_malloc(40);
+  if (p == NULL) return 1;
+  hh_free(p);
+  hh_free(p);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "invalid_free") == 0) return invalid_frees();
   leak_100_bytes();
   overflow_by_one();
   read_after_free();

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# valgrind_expect.sh VALGRIND PROGRAM
+# valgrind_expect.sh VALGRIND PROGRAM [invalid_free]
 # Runs PROGRAM (track_valgrind.c, linked with hardheap built HH_TRACK=valgrind)
 # under memcheck and checks that it reports exactly the program's one leak,
-# one overflow and one use after free, and nothing else.
+# one overflow and one use after free, and nothing else; with invalid_free,
+# exactly its two invalid frees.
 set -u
-valgrind=$1 prog=$2
+valgrind=$1 prog=$2 mode=${3:-}
 if [ -z "$valgrind" ] || ! command -v "$valgrind" >/dev/null 2>&1; then
   echo "valgrind is not installed: skipped (Debian: apt-get install valgrind)"
   exit 77
@@ -12,7 +13,7 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 "$valgrind" --leak-check=full --errors-for-leak-kinds=definite,possible --error-exitcode=42 \
-  --log-file="$log" "$prog"
+  --log-file="$log" "$prog" $mode
 status=$?
 sed 's/^/  | /' "$log"
 fail=0
@@ -22,6 +23,15 @@ check() {  # check COUNT REGEX WHAT
   if [ "$n" -ne "$1" ]; then echo "FAIL: $3: expected $1 line(s) matching '$2', found $n"; fail=1; fi
 }
 [ "$status" -eq 42 ] || { echo "FAIL: exit status $status, expected 42 (memcheck errors)"; fail=1; }
+if [ "$mode" = invalid_free ]; then
+  check 2 "Invalid free\(\)" "the invalid frees"
+  check 1 "Address 0x[0-9A-Fa-f]+ is on thread 1's stack" "the stack address"
+  check 1 "Address 0x[0-9A-Fa-f]+ is 0 bytes inside a block of size 40 free'd" "the freed block"
+  check 0 "Invalid (read|write)|uninitialised|definitely lost: [1-9]" "other errors"
+  check 1 "ERROR SUMMARY: 2 errors from 2 contexts" "the error count"
+  [ "$fail" -eq 0 ] && echo PASS
+  exit "$fail"
+fi
 check 1 "Invalid write of size 1\$" "the overflow"
 check 1 "Address 0x[0-9A-Fa-f]+ is 0 bytes after a block of size 13 alloc'd" "the overflow's block"
 check 1 "Invalid read of size 1\$" "the use after free"
