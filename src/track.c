@@ -20,6 +20,7 @@
 
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/lsan_interface.h>
+#include <sys/mman.h>
 
 static void poison(const void* p, size_t n) {
   if (n != 0) __asan_poison_memory_region(p, n);
@@ -93,10 +94,34 @@ void hhi_track_segment_map_impl(const void* segment, size_t info_size, size_t si
   __lsan_register_root_region(segment, size);
 }
 
+/* Forget the poisoning of [p, p + n): ASan keeps the shadow of unmapped
+ * memory, which a later mapping at the same address would inherit. The
+ * whole pages of shadow are given back to the OS (they read as zero,
+ * unpoisoned, as ASan's own allocator does it) rather than cleared: with
+ * segments at random addresses, clearing would keep shadow resident for
+ * every address a segment ever had. */
+static void forget_shadow(const void* p, size_t n) {
+  size_t scale, offset;
+  __asan_get_shadow_mapping(&scale, &offset);
+  uintptr_t page = hhi_os_page_size();
+  uintptr_t beg = ((uintptr_t)p >> scale) + offset;
+  uintptr_t end = (((uintptr_t)p + n) >> scale) + offset;
+  uintptr_t a = (beg + page - 1) & ~(page - 1), b = end & ~(page - 1);
+  if (a >= b) {
+    unpoison(p, n);
+    return;
+  }
+  const uint8_t* app_a = (const uint8_t*)((a - offset) << scale);
+  const uint8_t* app_b = (const uint8_t*)((b - offset) << scale);
+  unpoison(p, (size_t)(app_a - (const uint8_t*)p));
+  if (madvise((void*)a, b - a, MADV_DONTNEED) != 0) unpoison(app_a, (size_t)(app_b - app_a));
+  unpoison(app_b, (size_t)((const uint8_t*)p + n - app_b));
+}
+
 void hhi_track_segment_unmap_impl(const void* segment, size_t info_size, size_t size) {
   (void)info_size;
   __lsan_unregister_root_region(segment, size);
-  unpoison(segment, size);  /* ASan keeps the shadow of unmapped memory */
+  forget_shadow(segment, size);
 }
 
 void hhi_track_misuse_impl(const hh_misuse_info_t* facts) {
