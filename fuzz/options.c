@@ -80,8 +80,9 @@ static bool parse(const char* s, bool is_bool, long* out) {
   unsigned long long v = 0;
   for (; *s != 0; s++) {
     if (*s < '0' || *s > '9') return false;
-    v = v * 10 + (unsigned)(*s - '0');
-    if (v > (unsigned long long)LONG_MAX) return false;
+    unsigned d = (unsigned)(*s - '0');
+    if (v > ((unsigned long long)LONG_MAX - d) / 10) return false;  /* would pass LONG_MAX */
+    v = v * 10 + d;
   }
   *out = neg ? -(long)v : (long)v;
   return true;

@@ -22,6 +22,8 @@ while getopts "b:c:h" opt; do
   esac
 done
 shift $((OPTIND - 1))
+build=$(realpath -m "$build")
+corpus=$(realpath -m "$corpus")
 tool() {  # the versioned name first: Debian's llvm-14 package installs llvm-cov-14
   for t in "$1-14" "$1"; do command -v "$t" >/dev/null && { echo "$t"; return; }; done
   echo "scripts/fuzz-coverage.sh: $1 not found (Debian: apt-get install llvm-14)" >&2

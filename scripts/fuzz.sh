@@ -38,6 +38,8 @@ done
 shift $((OPTIND - 1))
 workers=${workers:-$jobs}
 corpus=${corpus:-$build/corpus}
+build=$(realpath -m "$build")
+corpus=$(realpath -m "$corpus")
 all=(fuzz_api_ops fuzz_api_ops_secure fuzz_threads_ops fuzz_threads_ops_secure fuzz_misuse_secure
      fuzz_options fuzz_options_secure)
 harnesses=()
@@ -64,10 +66,10 @@ for h in "${harnesses[@]}"; do
   dict=()
   [ -f "fuzz/$name.dict" ] && dict=(-dict="$root/fuzz/$name.dict")
   args=(-max_total_time="$seconds" -rss_limit_mb=4096 -timeout=30 -print_final_stats=1 "${dict[@]}"
-        -artifact_prefix="$(cd "$runs" && pwd)/")
+        -artifact_prefix="$runs/")
   [ "$jobs" -gt 1 ] && args+=(-jobs="$jobs" -workers="$workers")
   echo "== $h: ${seconds}s, corpus $corpus/$h (+ fuzz/corpus/$name), log $runs/log"
-  (cd "$runs" && exec nice -n 10 "$root/$build/fuzz/$h" "${args[@]}" "$root/$corpus/$h" "$root/fuzz/corpus/$name" \
+  (cd "$runs" && exec nice -n 10 "$build/fuzz/$h" "${args[@]}" "$corpus/$h" "$root/fuzz/corpus/$name" \
      >log 2>&1) &
   pids+=($!)
 done
@@ -76,8 +78,11 @@ for i in "${!pids[@]}"; do
   h=${harnesses[$i]}
   if wait "${pids[$i]}"; then result=ok; else result="FAILED (see $build/fuzz-runs/$h)"; status=1; fi
   runs="$build/fuzz-runs/$h"
-  stats=$(cat "$runs"/log "$runs"/fuzz-*.log 2>/dev/null | grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' |
-          awk -F': *' '{v[$1]=$2} END {printf "%s runs, %s exec/s, %s MB peak", v["stat::number_of_executed_units"], v["stat::average_exec_per_sec"], v["stat::peak_rss_mb"]}')
+  # summed over libFuzzer's jobs when there are several (fuzz-N.log)
+  stats=$( (cat "$runs"/log "$runs"/fuzz-*.log 2>/dev/null || true) |
+          awk '/^stat::/ {k = $1; sub(/:$/, "", k); v[k] += $2; if (k == "stat::peak_rss_mb" && $2 > peak) peak = $2}
+               END {printf "%d runs, %d exec/s, %d MB peak", v["stat::number_of_executed_units"],
+                    v["stat::average_exec_per_sec"], peak}')
   echo "$h: $result; $stats; corpus $(ls "$corpus/$h" | wc -l) files"
 done
 
