@@ -12,9 +12,11 @@
  *     owner, owner then remote, remote then owner, remote twice), small to
  *     huge, and of abandoned blocks:                          double-free
  *     (free-page when the first free emptied a small or medium page that
- *     was freed at once, its heap's retired list being full; and, like
- *     every misuse below that names a freed block, interior-pointer for an
- *     over-aligned block, whose tag went with the free)
+ *     was freed at once, its heap's retired list being full;
+ *     foreign-pointer when it gave back the last span of a large segment,
+ *     which was unmapped; and, like every misuse below that names a freed
+ *     block, interior-pointer for an over-aligned block, whose tag went
+ *     with the free)
  *   - a later free of a block freed before and not handed out again, its
  *     page still in use (a live block of the same page):      double-free
  *   - realloc / usable_size of a block just freed:      realloc-freed /
@@ -162,15 +164,18 @@ static void expect_one_of(size_t m, const hh_misuse_t* kinds, size_t n) {
   FUZZ_CHECK(ok);
 }
 
-/* The report about a block just freed: kind; but a freed over-aligned
- * block (p inside it, not its start) has lost the tag that let p in, so p
- * is then a pointer into the middle of a block; and a free that emptied a
- * small or medium page which was freed at once (its heap's retired list
- * full) leaves p in a free page slot. */
-static void expect_freed(size_t m, hh_misuse_t kind, const void* p, bool plain, bool small) {
+/* The report about a block just freed (usable bytes): kind; but a freed
+ * over-aligned block (p inside it, not its start) has lost the tag that let
+ * p in, so p is then a pointer into the middle of a block; a free that
+ * emptied a small or medium page which was freed at once (its heap's
+ * retired list full) leaves p in a free page slot; and one that gave back
+ * the last span of a large segment may have unmapped the segment. */
+static void expect_freed(size_t m, hh_misuse_t kind, const void* p, bool plain, size_t usable) {
   if (reports_since(m) == 1 && m < LOG_MAX) {
-    if (!plain && log_reports[m].kind == HH_MISUSE_INTERIOR_POINTER) return;
-    if (small && log_reports[m].kind == HH_MISUSE_FREE_PAGE) return;
+    hh_misuse_t got = log_reports[m].kind;
+    if (!plain && got == HH_MISUSE_INTERIOR_POINTER) return;
+    if (usable <= MEDIUM_MAX && got == HH_MISUSE_FREE_PAGE) return;
+    if (usable > MEDIUM_MAX && usable <= LARGE_MAX && got == HH_MISUSE_FOREIGN_POINTER) return;
   }
   expect_one(m, kind, p);
 }
@@ -389,7 +394,7 @@ static void op_double_free(reader_t* r) {
   check_block(s);
   uint8_t* p = s->p;
   bool plain = s->plain;
-  bool small = s->usable <= MEDIUM_MAX;
+  size_t usable = s->usable;
   bool first_remote = path & 1, second_remote = (path >> 1) & 1;
   size_t m = mark();
   free_on(p, first_remote);
@@ -398,7 +403,7 @@ static void op_double_free(reader_t* r) {
   memset(s, 0, sizeof(*s));
   m = mark();
   free_on(p, second_remote);
-  expect_freed(m, HH_MISUSE_DOUBLE_FREE, p, plain, small);
+  expect_freed(m, HH_MISUSE_DOUBLE_FREE, p, plain, usable);
 }
 
 static void op_free_freed(reader_t* r) {
@@ -420,7 +425,7 @@ static void op_query_freed(reader_t* r) {
   check_block(s);
   uint8_t* p = s->p;
   bool plain = s->plain;
-  bool small = s->usable <= MEDIUM_MAX;
+  size_t usable = s->usable;
   size_t m = mark();
   hh_free(p);
   expect_none(m);
@@ -429,10 +434,10 @@ static void op_query_freed(reader_t* r) {
   m = mark();
   errno = 0;
   FUZZ_CHECK(hh_realloc(p, 100) == NULL && errno == EINVAL);
-  expect_freed(m, HH_MISUSE_REALLOC_FREED, p, plain, small);
+  expect_freed(m, HH_MISUSE_REALLOC_FREED, p, plain, usable);
   m = mark();
   FUZZ_CHECK(hh_usable_size(p) == 0);
-  expect_freed(m, HH_MISUSE_USABLE_SIZE_FREED, p, plain, small);
+  expect_freed(m, HH_MISUSE_USABLE_SIZE_FREED, p, plain, usable);
 }
 
 static int global_object[16];

@@ -10,7 +10,9 @@
 #             harness runs once over that and over its seeds in fuzz/corpus/<name>/
 #
 # Writes BUILD/coverage/report.txt (per file: regions, functions, lines,
-# branches) and BUILD/coverage/html/index.html, and prints the table.
+# branches; one table for the default build's harnesses, one for the
+# secure build's) and BUILD/coverage/html-{default,secure}/index.html, and
+# prints the tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build-fuzz-cov corpus=build-fuzz/corpus
@@ -49,7 +51,6 @@ out="$build/coverage"
 rm -rf "$out"
 mkdir -p "$out/raw"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
-objects=()
 for h in "${harnesses[@]}"; do
   name=${h#fuzz_}; name=${name%_secure}
   dirs=("fuzz/corpus/$name")
@@ -59,14 +60,33 @@ for h in "${harnesses[@]}"; do
   echo "== $h: $files inputs (${dirs[*]})"
   LLVM_PROFILE_FILE="$out/raw/$h-%p.profraw" nice -n 10 "$build/fuzz/$h" -runs=0 -rss_limit_mb=4096 "${dirs[@]}" \
     >"$out/$h.log" 2>&1 || echo "   $h failed on its corpus: see $out/$h.log"
-  objects+=(-object "$build/fuzz/$h")
 done
-"$profdata" merge -sparse "$out"/raw/*.profraw -o "$out/all.profdata"
-first=${objects[1]}
-unset 'objects[0]' 'objects[1]'
-filter=(-ignore-filename-regex='(fuzz|tests|include)/')
-"$cov" report "$first" "${objects[@]}" -instr-profile="$out/all.profdata" "${filter[@]}" >"$out/report.txt"
-"$cov" show "$first" "${objects[@]}" -instr-profile="$out/all.profdata" "${filter[@]}" -format=html \
-  -output-dir="$out/html" >/dev/null
+# The default and the secure library are one source built twice (other
+# code behind the same names): one report each.
+root=$(pwd)
+filter=(-ignore-filename-regex="^$root/(fuzz|tests|include)/")
+: >"$out/report.txt"
+for variant in default secure; do
+  objs=()
+  raws=()
+  for h in "${harnesses[@]}"; do
+    case $h in *_secure) v=secure ;; *) v=default ;; esac
+    [ "$v" = "$variant" ] || continue
+    objs+=("$build/fuzz/$h")
+    raws+=("$out"/raw/"$h"-*.profraw)
+  done
+  [ ${#objs[@]} -gt 0 ] || continue
+  "$profdata" merge -sparse "${raws[@]}" -o "$out/$variant.profdata"
+  args=("${objs[0]}")
+  for o in "${objs[@]:1}"; do args+=(-object "$o"); done
+  {
+    echo "== $variant build (libhardheap${variant/default/}: ${objs[*]##*/})"
+    "$cov" report "${args[@]}" -instr-profile="$out/$variant.profdata" "${filter[@]}"
+    echo
+  } >>"$out/report.txt"
+  "$cov" show "${args[@]}" -instr-profile="$out/$variant.profdata" "${filter[@]}" -format=html \
+    -output-dir="$out/html-$variant" >/dev/null
+done
+sed -i 's/libhardheapsecure/libhardheap-secure/' "$out/report.txt"
 cat "$out/report.txt"
-echo "per-file report: $out/report.txt; annotated source: $out/html/index.html"
+echo "per-file report: $out/report.txt; annotated source: $out/html-default/index.html, $out/html-secure/index.html"
