@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Write the seed corpora of the fuzz harnesses (fuzz/corpus/<name>/).
+"""Write the hand-made seeds of the fuzz harnesses (fuzz/corpus/<name>/).
 
 Each seed is a short program in the harness's input format (see the
 comment at the top of each harness) that reaches one family of its
 operations; a few more are fixed pseudo-random byte strings. The output is
 deterministic: run it again after changing a format and commit the result.
+The other seeds there, grown_*, are inputs the fuzzers found, picked by
+select_seeds.py.
 """
 import os
 import random
@@ -161,8 +163,9 @@ def options():
 def write(name, seeds, rng_count):
     d = os.path.join(HERE, "corpus", name)
     os.makedirs(d, exist_ok=True)
-    for old in os.listdir(d):
-        os.remove(os.path.join(d, old))
+    for old in os.listdir(d):  # the seeds select_seeds.py picked (grown_*) stay
+        if not old.startswith("grown_"):
+            os.remove(os.path.join(d, old))
     for key, data in seeds.items():
         with open(os.path.join(d, key), "wb") as f:
             f.write(data)

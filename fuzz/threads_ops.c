@@ -278,7 +278,7 @@ static void burst(int t, uint8_t seed) {
   uint32_t tag = (uint32_t)t * 0x27d4eb2du + seed;
   for (int round = 0; round < 4; round++) {
     for (int i = 0; i < 32; i++) {
-      size_t n = (size_t)((i * 37 + seed + t) % 300) + 1;
+      size_t n = (size_t)((i * 37 + seed + t) % 120) + 1;
       mine[i] = hh_malloc(n);
       FUZZ_CHECK(mine[i] != NULL);
       pattern_fill(mine[i], n, tag + (uint32_t)i);
@@ -292,7 +292,7 @@ static void burst(int t, uint8_t seed) {
       }
     }
     for (int i = 0; i < 32; i++) {
-      size_t n = (size_t)((i * 37 + seed + t) % 300) + 1;
+      size_t n = (size_t)((i * 37 + seed + t) % 120) + 1;
       FUZZ_CHECK(pattern_ok(mine[i], n, tag + (uint32_t)i));
       hh_free(mine[i]);
     }
