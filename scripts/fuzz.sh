@@ -13,8 +13,9 @@
 #              if it is not yet)
 #   -c CORPUS  where the corpora grow, one directory per harness (default BUILD/corpus);
 #              the committed seeds in fuzz/corpus/<name>/ are read, never written
-#   -m         afterwards, merge what was found into fuzz/corpus/<name>/ (minimised:
-#              only inputs that add coverage), to commit as new seeds
+#   -m         afterwards, add to fuzz/corpus/<name>/ at most 60 of the inputs found, those
+#              that keep the most coverage (fuzz/select_seeds.py), to commit as seeds; the
+#              seed corpora stay small because ctest runs every seed before fuzzing
 #   -r         afterwards, write the coverage report of src/ (scripts/fuzz-coverage.sh)
 #
 # The chosen harnesses run at the same time, each under nice -n 10; their logs
@@ -89,8 +90,7 @@ done
 if [ "$merge" -eq 1 ]; then
   for h in "${harnesses[@]}"; do
     name=${h#fuzz_}; name=${name%_secure}
-    "$build/fuzz/$h" -merge=1 "fuzz/corpus/$name" "$corpus/$h" >"$build/fuzz-runs/$h/merge.log" 2>&1
-    echo "merged into fuzz/corpus/$name: $(ls "fuzz/corpus/$name" | wc -l) files"
+    python3 fuzz/select_seeds.py "$build/fuzz/$h" "fuzz/corpus/$name" 60 "$corpus/$h" "fuzz/corpus/$name"
   done
 fi
 if [ "$report" -eq 1 ]; then
