@@ -50,8 +50,11 @@ bool hhi_validate_page(const hh_page_t* page) {
     CHECK(page->bin == HH_BIN_HUGE, page, "single-block page not of bin HH_BIN_HUGE");
     CHECK(page->reserved == 1 && page->capacity == 1 && page->used <= 1, page, "single-block page counts");
     CHECK(page->free == NULL || page->used == 0, page, "single-block page both free and used");
-    CHECK(atomic_load_explicit(&((hh_page_t*)page)->single_live, memory_order_relaxed) == page->used, page,
-          "single-block page live flag");
+    /* live 0 with used 1: another thread claimed the block and is about to
+     * unlink the page (free.c:free_single), which it does under the lock
+     * this check is made under */
+    uint8_t live = atomic_load_explicit(&((hh_page_t*)page)->single_live, memory_order_relaxed);
+    CHECK(live == page->used || (live == 0 && page->used == 1), page, "single-block page live flag");
     return true;
   }
   CHECK(page->block_size == hhi_bin_size(page->bin), page, "block size is not the size of the page's bin");
