@@ -309,6 +309,7 @@ static inline void hhi_block_check_zero(const hh_page_t* page, const hh_block_t*
  * allocator, marks an interior address so free can tell it from a guess,
  * writes the canary, and tells the tracking tool. */
 static inline void* hhi_block_hand_out(const hh_page_t* page, hh_block_t* block, void* p, size_t size, bool zero) {
+  hhi_track_hand_out(block, page->block_size, zero);  /* first: the checks below read the whole block */
   if (HH_CHECK_FREED_ZERO && page->block_recip != 0) hhi_block_check_zero(page, block);
   if (zero) {
     /* freed blocks are zeroed already (HH_ZERO_ON_FREE), but single blocks not */
@@ -361,13 +362,17 @@ static inline void hhi_block_free_local(hh_page_t* page, hh_block_t* block, uint
 static inline size_t hhi_block_usable_size(const hh_block_ref_t* ref, const void* p, hh_op_t op) {
   if (HH_GUARDED && hh_unlikely(ref->page == NULL)) return hhi_guarded_usable_size(ref);
   size_t offset = (size_t)((uintptr_t)p - (uintptr_t)ref->block);
-  if (!HH_CANARY) return ref->page->block_size - offset;
-  size_t r = hhi_canary_requested(ref->page, ref->block);
-  if (hh_unlikely(r == SIZE_MAX || r < offset || ((const uint8_t*)ref->block)[r] != 0)) {
-    hhi_report_overflow(ref->page, ref->block, p, op, r);
-    return 0;
+  size_t usable = ref->page->block_size - offset;
+  if (HH_CANARY) {
+    size_t r = hhi_canary_requested(ref->page, ref->block);
+    if (hh_unlikely(r == SIZE_MAX || r < offset || ((const uint8_t*)ref->block)[r] != 0)) {
+      hhi_report_overflow(ref->page, ref->block, p, op, r);
+      return 0;
+    }
+    usable = r - offset;
   }
-  return r - offset;
+  hhi_track_usable(p, usable);  /* the program may use all of it now */
+  return usable;
 }
 
 /* Bytes from p to the end of what the block of ref can hold for the

@@ -59,10 +59,20 @@
 #define HH_HUGE_QUARANTINE (HH_SECURE_LEVEL >= 1)      /* segment.c: freed huge blocks kept inaccessible */
 #define HH_MISUSE_ABORTS_BY_DEFAULT (HH_SECURE_LEVEL >= 1) /* options.c: ABORT_ON_MISUSE default */
 
+/* A memory checker's tracking mode (track.h) sees overflows into slack and
+ * uses after free itself, and must not see the allocator touch the bytes
+ * it was told are off limits: canaries, zeroing freed blocks and checking
+ * them on reuse, and guarded samples are left out. */
+#if defined(HH_TRACK_ASAN) || defined(HH_TRACK_VALGRIND)
+#define HH_TRACKING 1
+#else
+#define HH_TRACKING 0
+#endif
+
 /* ---- level 2: overflows and reuse ------------------------------------------ */
-#define HH_CANARY (HH_SECURE_LEVEL >= 2)               /* block.h: hhi_canary_write / hhi_canary_check */
-#define HH_ZERO_ON_FREE (HH_SECURE_LEVEL >= 2)         /* block.h: freed blocks zeroed past their link */
-#define HH_CHECK_FREED_ZERO (HH_SECURE_LEVEL >= 2)     /* block.h: hand-out finds a reused block still zero */
+#define HH_CANARY (HH_SECURE_LEVEL >= 2 && !HH_TRACKING) /* block.h: hhi_canary_write / hhi_canary_check */
+#define HH_ZERO_ON_FREE (HH_SECURE_LEVEL >= 2 && !HH_TRACKING) /* block.h: freed blocks zeroed past their link */
+#define HH_CHECK_FREED_ZERO (HH_SECURE_LEVEL >= 2 && !HH_TRACKING) /* block.h: hand-out finds a reused block still zero */
 #define HH_QUARANTINE (HH_SECURE_LEVEL >= 2)           /* page.c: freed blocks wait before reuse */
 #define HH_RANDOM_SLOTS (HH_SECURE_LEVEL >= 2)         /* segment.c: random page slot, large block offset */
 
@@ -75,13 +85,13 @@
  * Its own switch: on in the secure build, off in the fast one unless the
  * build asks for it (-DHARDHEAP_GUARDED=1). guarded.c, guarded_fault.c. */
 #ifndef HARDHEAP_GUARDED
-#define HARDHEAP_GUARDED (HH_SECURE_LEVEL >= 1)
+#define HARDHEAP_GUARDED (HH_SECURE_LEVEL >= 1 && !HH_TRACKING)
 #endif
 #define HH_GUARDED (HARDHEAP_GUARDED != 0)
 /* The sample rate when GUARDED_SAMPLE_RATE is not set: the secure build
  * always samples a little (GWP-ASan runs at about one in 5000 in
  * production); the fast build only when asked. */
-#define HH_GUARDED_DEFAULT_RATE (HH_SECURE_LEVEL >= 1 ? 5000 : 0)
+#define HH_GUARDED_DEFAULT_RATE (HH_GUARDED && HH_SECURE_LEVEL >= 1 ? 5000 : 0)
 /* Return addresses each guarded slot keeps of its allocation and of its
  * free, for the reports. */
 #define HH_GUARDED_STACK_DEPTH 24  /* frames kept, hardheap's own (3-5) included */

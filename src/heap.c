@@ -385,6 +385,7 @@ void hh_heap_destroy(hh_heap_t* heap) {
     hhi_misuse(HH_OP_HEAP_DESTROY, (hh_misuse_info_t){.kind = HH_MISUSE_BACKING_HEAP_DESTROY, .heap = heap});
     return;
   }
+  hhi_track_heap_destroy(heap);
   for (size_t i = 0; i < heap->retired_count; i++) heap->retired[i]->is_retired = 0;
   heap->retired_count = 0;
   hhi_quarantine_drop(heap);  /* its blocks' pages go now */

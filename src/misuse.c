@@ -202,6 +202,7 @@ void hhi_misuse_more(hh_op_t op, hh_misuse_info_t facts, hhi_misuse_more_fun* mo
   if (facts.detail == NULL) facts.detail = "";
   facts.message = message;
   render(message, sizeof(message), misuse_table[kind].message, &facts);
+  hhi_track_misuse(&facts);
 
   /* a misuse inside the handler (or while printing) gets the default policy */
   if (!in_handler) {

@@ -134,7 +134,6 @@ void hhi_options_init(void) {
     hhi_print("hardheap: warning: GUARDED_SAMPLE_RATE=%ld ignored: this build has no sampled guarded "
               "allocations; use libhardheap-secure (hardheap run --secure)\n",
               options[hh_option_guarded_sample_rate].value);
-    options[hh_option_guarded_sample_rate].value = 0;
   }
 }
 

@@ -383,6 +383,7 @@ static void page_extend(hh_heap_t* heap, hh_page_t* page) {
   if (n == 0) n = 1;
   if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
   uint8_t* first = page->page_start + (size_t)page->capacity * bs;
+  hhi_track_extend(page->page_start, page->capacity, n, bs, page->reserved);
 
   if (HH_RANDOMIZE_EXTEND && n > 1) {
     uint16_t order[HH_EXTEND_BYTES / HH_MIN_ALIGN];

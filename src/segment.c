@@ -477,6 +477,7 @@ hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t hu
     return NULL;
   }
   segment_setup(segment, tld, kind, segment_size, info, block_offset);
+  hhi_track_segment_map(segment, info, segment_size);
   segment_protect(segment);
   segment->guard_interval = guard_interval_now(kind);
   segment_page_guards(segment, true);
@@ -508,6 +509,7 @@ void hhi_segment_unmap(hh_segment_t* segment) {
   hhi_stat_sub(&hhi_stats.reserved, segment->segment_size);
   hhi_stat_sub(&hhi_stats.committed, segment->segment_size - purged_bytes);
   segment->cookie = 0;
+  hhi_track_segment_unmap(segment, segment->info_size, segment->segment_size);
   hhi_os_free(segment, segment->segment_size);
 }
 

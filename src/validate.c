@@ -26,6 +26,18 @@ static hh_cold bool broken(const hh_page_t* page, const char* rule) {
   } while (0)
 
 /* ---- pages --------------------------------------------------------------------*/
+/* Does the list from b end in NULL? A walk through hhi_block_next stops
+ * (after reporting it) at a link that leaves the page, which would
+ * otherwise look like the list's end. */
+static bool list_ends(const hh_page_t* page, const hh_block_t* b) {
+  for (size_t steps = 0; b != NULL && steps <= page->capacity; steps++) {
+    const hh_block_t* next = hhi_decode_link(page, b, b->next);
+    if (!hhi_page_is_valid_link(page, next)) return false;
+    b = next;
+  }
+  return b == NULL;
+}
+
 bool hhi_validate_page(const hh_page_t* page) {
   const hh_segment_t* segment = hhi_page_segment(page);
   CHECK(page->segment_in_use, page, "page in a heap but its slot is free");
@@ -38,8 +50,11 @@ bool hhi_validate_page(const hh_page_t* page) {
     CHECK(page->bin == HH_BIN_HUGE, page, "single-block page not of bin HH_BIN_HUGE");
     CHECK(page->reserved == 1 && page->capacity == 1 && page->used <= 1, page, "single-block page counts");
     CHECK(page->free == NULL || page->used == 0, page, "single-block page both free and used");
-    CHECK(atomic_load_explicit(&((hh_page_t*)page)->single_live, memory_order_relaxed) == page->used, page,
-          "single-block page live flag");
+    /* live 0 with used 1: another thread claimed the block and is about to
+     * unlink the page (free.c:free_single), which it does under the lock
+     * this check is made under */
+    uint8_t live = atomic_load_explicit(&((hh_page_t*)page)->single_live, memory_order_relaxed);
+    CHECK(live == page->used || (live == 0 && page->used == 1), page, "single-block page live flag");
     return true;
   }
   CHECK(page->block_size == hhi_bin_size(page->bin), page, "block size is not the size of the page's bin");
@@ -48,6 +63,10 @@ bool hhi_validate_page(const hh_page_t* page) {
   size_t counts[3];
   CHECK(hhi_page_free_map(page, map, counts), page,
         "free lists hold a block twice, off a boundary or beyond capacity");
+  uintptr_t tf_head = atomic_load_explicit(&((hh_page_t*)page)->thread_free, memory_order_acquire);
+  CHECK(list_ends(page, page->free) && list_ends(page, page->local_free) &&
+            list_ends(page, hhi_thread_free_block(tf_head)),
+        page, "a free-list link leaves the page");
   /* used still counts the blocks on thread_free (and on a heap's delayed list) */
   CHECK((size_t)page->used + counts[0] + counts[1] == page->capacity, page,
         "used + |free| + |local_free| != capacity");

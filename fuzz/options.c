@@ -1,0 +1,239 @@
+/* libFuzzer harness options: environment strings through the option parser.
+ *
+ * The input is a list of environment entries: a byte choosing the name
+ * (each option as HARDHEAP_NAME or MIMALLOC_NAME, or an unknown HARDHEAP_
+ * name made of input bytes) and the value that follows up to a NUL. The
+ * harness clears every HARDHEAP_/MIMALLOC_ variable, sets the entries,
+ * puts every option back to its documented default, runs the parser
+ * (hhi_options_init, the function process start runs; called directly,
+ * which the static library allows: no testing hook was needed) with
+ * stderr captured, and checks against an independent reading of the
+ * documented rules (README "Options", docs/design.md section 9):
+ *   - HARDHEAP_NAME wins over MIMALLOC_NAME; an empty value is unset;
+ *   - booleans: 1/0, on/off, yes/no, true/false, enable[d]/disable[d],
+ *     any case; integers: decimal with an optional sign, within range;
+ *   - a bad or out-of-range value keeps the documented default and prints
+ *     exactly "hardheap: warning: ignoring NAME="v": expected a boolean|an
+ *     integer in [min, max]; using <default>";
+ *   - an unknown HARDHEAP_ name prints "unknown option ... ignored";
+ *   - a non-zero GUARDED_SAMPLE_RATE says nothing is sampled (fuzzing
+ *     builds are tracking builds, which have no sampler);
+ *   - the secure build keeps SHOW_ERRORS on.
+ * The parser's whole output must be exactly the lines these rules give,
+ * in order. Then it allocates and frees a little under the options. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "fuzz_common.h"
+#include "options.h"
+
+extern char** environ;
+
+typedef struct opt_s {
+  hh_option_t id;
+  const char* name;
+  bool is_bool;
+  long min, max;
+  long default_value;  /* the documented default (ABORT_ON_MISUSE: per build) */
+} opt_t;
+
+static opt_t opts[] = {
+    {hh_option_verbose, "VERBOSE", true, 0, 1, 0},
+    {hh_option_show_stats, "SHOW_STATS", true, 0, 1, 0},
+    {hh_option_show_errors, "SHOW_ERRORS", true, 0, 1, 1},
+    {hh_option_max_errors, "MAX_ERRORS", false, -1, 1000000, 16},
+    {hh_option_purge_delay, "PURGE_DELAY", false, -1, 86400000, 10},
+    {hh_option_allow_large_os_pages, "ALLOW_LARGE_OS_PAGES", true, 0, 1, 0},
+    {hh_option_segment_cache, "SEGMENT_CACHE", false, 0, 1024, 4},
+    {hh_option_guarded_sample_rate, "GUARDED_SAMPLE_RATE", false, 0, 1000000000, 0},
+    {hh_option_guarded_sample_seed, "GUARDED_SAMPLE_SEED", false, 0, LONG_MAX, 0},
+    {hh_option_abort_on_misuse, "ABORT_ON_MISUSE", true, 0, 1, -1 /* set in init */},
+    {hh_option_guarded_min, "GUARDED_MIN", false, 0, LONG_MAX, 0},
+    {hh_option_guarded_max, "GUARDED_MAX", false, 0, 1L << 30, 1L << 20},
+    {hh_option_guarded_precise, "GUARDED_PRECISE", true, 0, 1, 0},
+    {hh_option_guarded_underflow, "GUARDED_UNDERFLOW", false, 0, 100, 25},
+    {hh_option_guarded_slots, "GUARDED_SLOTS", false, 1, 65536, 1024},
+    {hh_option_guarded_quarantine, "GUARDED_QUARANTINE", false, 0, 65536, 256},
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+/* ---- the documented rules, read independently ---------------------------------------------*/
+static bool word_is(const char* s, const char* word) {
+  for (; *s != 0 && *word != 0; s++, word++) {
+    char c = (*s >= 'A' && *s <= 'Z') ? (char)(*s - 'A' + 'a') : *s;
+    if (c != *word) return false;
+  }
+  return *s == 0 && *word == 0;
+}
+
+static bool parse(const char* s, bool is_bool, long* out) {
+  if (is_bool) {
+    static const char* yes[] = {"1", "on", "yes", "true", "enable", "enabled"};
+    static const char* no[] = {"0", "off", "no", "false", "disable", "disabled"};
+    for (size_t i = 0; i < 6; i++) {
+      if (word_is(s, yes[i])) { *out = 1; return true; }
+      if (word_is(s, no[i])) { *out = 0; return true; }
+    }
+    return false;
+  }
+  bool neg = *s == '-';
+  if (*s == '-' || *s == '+') s++;
+  if (*s == 0) return false;
+  unsigned long long v = 0;
+  for (; *s != 0; s++) {
+    if (*s < '0' || *s > '9') return false;
+    unsigned d = (unsigned)(*s - '0');
+    if (v > ((unsigned long long)LONG_MAX - d) / 10) return false;  /* would pass LONG_MAX */
+    v = v * 10 + d;
+  }
+  *out = neg ? -(long)v : (long)v;
+  return true;
+}
+
+/* ---- the environment -------------------------------------------------------------------------*/
+static void clear_our_variables(void) {
+  for (;;) {
+    char name[256] = {0};
+    for (char** e = environ; e != NULL && *e != NULL; e++) {
+      if (strncmp(*e, "HARDHEAP_", 9) == 0 || strncmp(*e, "MIMALLOC_", 9) == 0) {
+        const char* eq = strchr(*e, '=');
+        size_t n = eq != NULL ? (size_t)(eq - *e) : strlen(*e);
+        if (n >= sizeof(name)) n = sizeof(name) - 1;
+        memcpy(name, *e, n);
+        break;
+      }
+    }
+    if (name[0] == 0) return;
+    FUZZ_CHECK(unsetenv(name) == 0);
+  }
+}
+
+/* Run the parser with stderr captured into out (NUL-terminated). */
+static void run_parser(char* out, size_t size) {
+  int fd = memfd_create("hh-options", 0);
+  FUZZ_CHECK(fd >= 0);
+  int saved = dup(2);
+  FUZZ_CHECK(saved >= 0 && dup2(fd, 2) == 2);
+  hhi_options_init();
+  FUZZ_CHECK(dup2(saved, 2) == 2);
+  close(saved);
+  ssize_t n = pread(fd, out, size - 1, 0);
+  FUZZ_CHECK(n >= 0);
+  out[n] = 0;
+  close(fd);
+}
+
+#define ENTRIES 16
+#define VALUE_MAX 160
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  opts[NOPTS - 1].default_value = hh_is_secure() ? 1 : 0;
+  clear_our_variables();
+
+  /* the entries */
+  char names[ENTRIES][48];
+  char values[ENTRIES][VALUE_MAX + 1];
+  int n_entries = 0;
+  reader_t r = {data, size};
+  while (r.left > 0 && n_entries < ENTRIES) {
+    uint8_t sel = rd_u8(&r);
+    char* name = names[n_entries];
+    if (sel % 24 < 2 * NOPTS) {
+      snprintf(name, sizeof(names[0]), "%s%s", (sel % 24) & 1 ? "MIMALLOC_" : "HARDHEAP_", opts[(sel % 24) / 2].name);
+    } else {  /* an unknown name */
+      size_t len = 1 + rd_u8(&r) % 24;
+      memcpy(name, "HARDHEAP_", 9);
+      for (size_t i = 0; i < len; i++) name[9 + i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789"[rd_u8(&r) % 37];
+      name[9 + len] = 0;
+    }
+    char* value = values[n_entries];
+    size_t len = 0;
+    while (r.left > 0 && len < VALUE_MAX) {
+      uint8_t c = rd_u8(&r);
+      if (c == 0) break;
+      value[len++] = (char)c;
+    }
+    value[len] = 0;
+    FUZZ_CHECK(setenv(name, value, 1) == 0);
+    n_entries++;
+  }
+  for (size_t k = 0; k < NOPTS; k++) FUZZ_CHECK(hh_option_set(opts[k].id, opts[k].default_value));
+  static char out[65536];
+  run_parser(out, sizeof(out));
+
+  static char expected_out[65536];
+  size_t len = 0;
+  expected_out[0] = 0;
+  for (size_t k = 0; k < NOPTS; k++) {
+    const opt_t* o = &opts[k];
+    long expected = o->default_value;
+    const char* prefixes[2] = {"HARDHEAP_", "MIMALLOC_"};
+    for (int p = 0; p < 2; p++) {
+      char used[64];
+      snprintf(used, sizeof(used), "%s%s", prefixes[p], o->name);
+      const char* v = getenv(used);
+      if (v == NULL || *v == 0) continue;  /* empty is unset: the alias may speak */
+      long parsed;
+      if (parse(v, o->is_bool, &parsed) && parsed >= o->min && parsed <= o->max) {
+        expected = parsed;
+      } else {
+        len += (size_t)snprintf(expected_out + len, sizeof(expected_out) - len,
+                                "hardheap: warning: ignoring %s=\"%s\": expected %s in [%ld, %ld]; using %ld\n", used, v,
+                                o->is_bool ? "a boolean" : "an integer", o->min, o->max, o->default_value);
+      }
+      break;  /* HARDHEAP_ wins, also with a bad value */
+    }
+    if (o->id == hh_option_show_errors && hh_is_secure()) expected = 1;
+    long got = hh_option_get(o->id);
+    if (got != expected) {
+      char msg[256];
+      snprintf(msg, sizeof msg, "options: %s is %ld, expected %ld\n", o->name, got, expected);
+      fuzz_write_err(msg);
+      FUZZ_CHECK(!"the value of an option");
+    }
+  }
+  for (char** e = environ; e != NULL && *e != NULL; e++) {  /* unknown HARDHEAP_ names, in environment order */
+    if (strncmp(*e, "HARDHEAP_", 9) != 0) continue;
+    const char* eq = strchr(*e, '=');
+    size_t n = eq != NULL ? (size_t)(eq - *e) : strlen(*e);
+    bool known = false;
+    for (size_t k = 0; k < NOPTS && !known; k++) known = strlen(opts[k].name) == n - 9 && strncmp(*e + 9, opts[k].name, n - 9) == 0;
+    if (!known) {
+      len += (size_t)snprintf(expected_out + len, sizeof(expected_out) - len, "hardheap: warning: unknown option %.*s ignored\n",
+                              (int)n, *e);
+    }
+  }
+  if (hh_option_get(hh_option_guarded_sample_rate) != 0) {
+    len += (size_t)snprintf(expected_out + len, sizeof(expected_out) - len,
+                            "hardheap: warning: GUARDED_SAMPLE_RATE=%ld ignored: this build has no sampled guarded "
+                            "allocations; use libhardheap-secure (hardheap run --secure)\n",
+                            hh_option_get(hh_option_guarded_sample_rate));
+  }
+  if (strcmp(out, expected_out) != 0) {
+    fuzz_write_err("options: the parser said:\n");
+    fuzz_write_err(out);
+    fuzz_write_err("options: the rules say:\n");
+    fuzz_write_err(expected_out);
+    FUZZ_CHECK(!"the parser's messages");
+  }
+  /* the allocator works under them (no stats or messages: those go to the real stderr) */
+  FUZZ_CHECK(hh_option_set(hh_option_verbose, 0) && hh_option_set(hh_option_show_stats, 0));
+  void* blocks[64];
+  for (int i = 0; i < 64; i++) {
+    blocks[i] = hh_malloc((size_t)(i * 997) % 70000);
+    FUZZ_CHECK(blocks[i] != NULL);
+  }
+  for (int i = 0; i < 64; i++) hh_free(blocks[i]);
+  hh_collect(false);
+  FUZZ_CHECK(hh_heap_validate(NULL));
+
+  for (size_t k = 0; k < NOPTS; k++) FUZZ_CHECK(hh_option_set(opts[k].id, opts[k].default_value));
+  clear_our_variables();
+  return 0;
+}
