@@ -5,11 +5,14 @@
 #      Check tests, the tracking tests and the libFuzzer harnesses (each
 #      fuzzed HH_FUZZ_SECONDS, about a minute in all, and its regressions
 #      replayed),
-#   2. ThreadSanitizer build (clang) running the multi-threaded tests,
-#   3. Valgrind tracking mode (gcc, HH_TRACK=valgrind): memcheck must report
+#   2. ASan+UBSan build without tracking (clang): the secure library's own
+#      checks that the tracking mode leaves out (canaries, zero on free,
+#      guarded samples, here one allocation in 50) under the sanitizers,
+#   3. ThreadSanitizer build (clang) running the multi-threaded tests,
+#   4. Valgrind tracking mode (gcc, HH_TRACK=valgrind): memcheck must report
 #      exactly a test program's leak, overflow and use after free (skipped
 #      when valgrind is not installed),
-#   4. release build (gcc, -Werror) of both library variants with every test,
+#   5. release build (gcc, -Werror) of both library variants with every test,
 #      the hardening scenarios and the drop-in checks; its ctest summary is
 #      printed last.
 set -euo pipefail
@@ -22,6 +25,16 @@ cmake -S . -B build-test/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPIL
 cmake --build build-test/asan -j"$jobs" >/dev/null
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-test/asan --output-on-failure -j"$jobs"
+
+echo "== ASan+UBSan build of the secure checks (clang)"
+cmake -S . -B build-test/asan-secure -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+  -DHH_SANITIZE=ON -DHH_DEBUG=ON -DHH_WERROR=ON >/dev/null
+secure_tests='test_(random|stress|threads_basic|misuse)_secure'
+cmake --build build-test/asan-secure -j"$jobs" --target test_random_secure test_stress_secure \
+  test_threads_basic_secure test_misuse_secure >/dev/null
+HARDHEAP_GUARDED_SAMPLE_RATE=50 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-test/asan-secure -R "$secure_tests" --output-on-failure -j"$jobs"
 
 echo "== ThreadSanitizer build (clang)"
 cmake -S . -B build-test/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \

@@ -132,7 +132,7 @@ for opt in --purge-delay --guarded-sample-rate; do
   done
 done
 show='echo "$HARDHEAP_PURGE_DELAY $HARDHEAP_GUARDED_SAMPLE_RATE"'
-# the library itself says that it does not sample yet
+# the default library itself says that it does not sample
 sampled='GUARDED_SAMPLE_RATE=7 ignored'
 t "--opt=value" 0 "$sampled" "5 7" -- "$hh" run --purge-delay=5 --guarded-sample-rate=7 -- sh -c "$show"
 t "--opt value" 0 "$sampled" "5 7" -- "$hh" run --purge-delay 5 --guarded-sample-rate 7 -- sh -c "$show"
