@@ -133,7 +133,9 @@ static void run_parser(char* out, size_t size) {
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  opts[NOPTS - 1].default_value = hh_is_secure() ? 1 : 0;
+  for (size_t k = 0; k < NOPTS; k++) {
+    if (opts[k].id == hh_option_abort_on_misuse) opts[k].default_value = hh_is_secure() ? 1 : 0;
+  }
   clear_our_variables();
 
   /* the entries */

@@ -335,7 +335,10 @@ static void span_cache_release(hh_tld_t* tld, uint64_t now, bool all) {
 /* A large block's size for a need of need bytes: its size class, or with
  * HH_CANARY whole OS pages (the canary then fills less than a page). */
 size_t hhi_span_block_size(size_t need) {
-  return HH_CANARY ? hhi_align_up(need, hhi_os_page_size()) : hhi_good_size(need, hhi_os_page_size());
+  /* the guard right after the block needs it to end on an OS page (tracking
+   * builds have guards but no canaries) */
+  if (HH_CANARY || HH_GUARD_LARGE) return hhi_align_up(need, hhi_os_page_size());
+  return hhi_good_size(need, hhi_os_page_size());
 }
 
 /* Slices a span needs: its block, and with HH_GUARD_LARGE a guard page

@@ -83,7 +83,10 @@ START_TEST(test_fork_while_threads_allocate) {
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) _exit(child_work());
-    int rc = wait_bounded(pid, 10000);
+    /* generous: the parent's four workers keep both cores of a CI machine
+     * busy, and a sanitizer build of a child can take seconds; a lock held
+     * across fork hangs for ever */
+    int rc = wait_bounded(pid, 60000);
     if (rc == -1) timeouts++;
     else if (rc != 0) failures++;
   }
