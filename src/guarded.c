@@ -46,6 +46,8 @@ static _Atomic(uint64_t) heap_ordinal;   /* sampling heaps created so far */
 static _Atomic(bool) guarded_lock;       /* guards everything below */
 static hh_guarded_segment_t* growing[HH_GUARDED_CLASSES];  /* segment with untouched slots, per class */
 static hh_guarded_slot_t* free_slots[HH_GUARDED_CLASSES];  /* reusable slots, per class */
+static size_t free_count[HH_GUARDED_CLASSES];            /* ... and how many */
+static uint64_t choice_state;            /* splitmix64 state of the reuse choices */
 static size_t live_count;                /* slots LIVE */
 static hh_guarded_slot_t** quarantine;   /* ring of QUARANTINED slots, oldest at quarantine_head */
 static size_t quarantine_head, quarantine_count;
@@ -128,39 +130,34 @@ static uint8_t* slot_data(const hh_guarded_segment_t* gs, const hh_guarded_slot_
   return gs->first_data + (size_t)slot->index * gs->stride;
 }
 
-static hh_guarded_segment_t* slot_segment(const hh_guarded_slot_t* slot) {
-  return segment_info(hhi_ptr_segment(slot));
+static uint32_t slots_used(const hh_guarded_segment_t* gs) {
+  return atomic_load_explicit(&gs->table->slots_used, memory_order_acquire);
 }
 
-/* Layout of a segment of class cls: n slots need a header (segment header,
- * page descriptor, guarded info, n slot records) rounded to pages, then a
- * guard and n * (data + guard). */
+/* Layout of a segment of class cls: a header (segment header, page
+ * descriptor, guarded info) rounded to pages, then a guard and n * (data +
+ * guard). */
 static uint32_t slots_fitting(unsigned cls, size_t* header_bytes) {
   size_t page = hhi_os_page_size();
-  size_t stride = class_bytes(cls) + page;
-  size_t fixed = HH_GUARDED_INFO_OFFSET + sizeof(hh_guarded_segment_t);
-  size_t n = (HH_SEGMENT_SIZE - page) / stride;
-  while (n > 0) {
-    size_t header = hhi_align_up(fixed + n * sizeof(hh_guarded_slot_t), page);
-    if (header + page + n * stride <= HH_SEGMENT_SIZE) {
-      *header_bytes = header;
-      return (uint32_t)n;
-    }
-    n--;
-  }
-  return 0;
+  size_t header = hhi_align_up(HH_GUARDED_INFO_OFFSET + sizeof(hh_guarded_segment_t), page);
+  *header_bytes = header;
+  return (uint32_t)((HH_SEGMENT_SIZE - header - page) / (class_bytes(cls) + page));
 }
 
 static hh_guarded_segment_t* segment_new(unsigned cls) {
   size_t header;
   uint32_t n = slots_fitting(cls, &header);
   if (n == 0) return NULL;
-  uintptr_t hint = HH_RANDOM_ADDRESSES ? hhi_random_address(NULL, HH_SEGMENT_SIZE) : 0;
+  size_t table_bytes = sizeof(hh_guarded_table_t) + n * sizeof(hh_guarded_slot_t);
+  uintptr_t hint = HH_RANDOM_ADDRESSES ? hhi_random_address(NULL, hhi_os_page_size()) : 0;
+  hh_guarded_table_t* table = hhi_os_alloc_guarded(table_bytes, hint);
+  if (table == NULL) return NULL;
+  hint = HH_RANDOM_ADDRESSES ? hhi_random_address(NULL, HH_SEGMENT_SIZE) : 0;
   uint8_t* base = hhi_os_alloc_aligned(HH_SEGMENT_SIZE, HH_SEGMENT_SIZE, 0, hint, false);
-  if (base == NULL) return NULL;
   /* everything past the header starts inaccessible: guards and free data */
-  if (!hhi_os_protect(base + header, HH_SEGMENT_SIZE - header)) {
-    hhi_os_free(base, HH_SEGMENT_SIZE);
+  if (base == NULL || !hhi_os_protect(base + header, HH_SEGMENT_SIZE - header)) {
+    if (base != NULL) hhi_os_free(base, HH_SEGMENT_SIZE);
+    hhi_os_free_guarded(table, table_bytes);
     return NULL;
   }
   hh_segment_t* segment = (hh_segment_t*)base;
@@ -177,38 +174,61 @@ static hh_guarded_segment_t* segment_new(unsigned cls) {
   gs->slot_pages = (size_t)1 << cls;
   gs->stride = class_bytes(cls) + hhi_os_page_size();
   gs->first_data = base + header + hhi_os_page_size();
-  gs->slots = (hh_guarded_slot_t*)(gs + 1);
+  gs->table = table;
+  for (uint32_t i = 0; i < n; i++) {
+    table->slots[i].index = i;
+    table->slots[i].owner = gs;
+  }
   if (!hhi_segment_map_add(segment)) {
     hhi_os_free(base, HH_SEGMENT_SIZE);
+    hhi_os_free_guarded(table, table_bytes);
     return NULL;
   }
+  /* nothing in the header changes from now on: a stray write into it
+   * faults (and is reported as a wild access) instead of forging it */
+  (void)hhi_os_protect_read_only(base, header);
   hhi_stat_add(&hhi_stats.reserved, &hhi_stats.reserved_peak, HH_SEGMENT_SIZE);
   return gs;
 }
 
+/* Reuse takes one of the first HH_GUARDED_REUSE_CHOICE free slots at
+ * random (or an untouched one, when there are): which slot a freed block's
+ * address goes to next is not known in advance. */
+#define HH_GUARDED_REUSE_CHOICE 16
+
+static hh_guarded_slot_t* free_list_take(unsigned cls) {
+  size_t choices = free_count[cls] < HH_GUARDED_REUSE_CHOICE ? free_count[cls] : HH_GUARDED_REUSE_CHOICE;
+  size_t pick = (size_t)(hhi_random_next(&choice_state) % choices);
+  hh_guarded_slot_t** link = &free_slots[cls];
+  while (pick-- > 0) link = &(*link)->next_free;
+  hh_guarded_slot_t* slot = *link;
+  *link = slot->next_free;
+  free_count[cls]--;
+  return slot;
+}
+
 /* A FREE slot of class cls, under the lock; NULL when no memory. */
 static hh_guarded_slot_t* slot_take(unsigned cls) {
-  hh_guarded_slot_t* slot = free_slots[cls];
-  if (slot != NULL) {
-    free_slots[cls] = slot->next_free;
-    return slot;
-  }
+  if (choice_state == 0) choice_state = config.seed ^ 0x5851f42d4c957f2dull;
   hh_guarded_segment_t* gs = growing[cls];
-  if (gs == NULL || gs->slots_used == gs->slot_count) {
+  bool fresh = gs != NULL && slots_used(gs) < gs->slot_count;
+  if (free_count[cls] != 0 && (!fresh || hhi_random_next(&choice_state) % 2 == 0)) return free_list_take(cls);
+  if (!fresh) {
     gs = segment_new(cls);
     if (gs == NULL) return NULL;
     growing[cls] = gs;
   }
-  slot = &gs->slots[gs->slots_used];
-  slot->index = gs->slots_used++;
-  return slot;
+  uint32_t index = slots_used(gs);
+  atomic_store_explicit(&gs->table->slots_used, index + 1, memory_order_release);
+  return &gs->table->slots[index];
 }
 
 static void slot_release(hh_guarded_slot_t* slot) {
-  unsigned cls = slot_segment(slot)->size_class;
+  unsigned cls = slot->owner->size_class;
   atomic_store_explicit(&slot->state, HH_GUARDED_FREE, memory_order_relaxed);
   slot->next_free = free_slots[cls];
   free_slots[cls] = slot;
+  free_count[cls]++;
 }
 
 /* The slot whose data holds p, or NULL (header, guard, past the end). */
@@ -218,9 +238,9 @@ static hh_guarded_slot_t* slot_at(const hh_guarded_segment_t* gs, const void* p,
   if (a < gs->first_data) return NULL;
   size_t offset = (size_t)(a - gs->first_data);
   size_t index = offset / gs->stride;
-  if (index >= gs->slots_used) return NULL;
+  if (index >= slots_used(gs)) return NULL;
   *in_guard = offset % gs->stride >= gs->slot_pages * hhi_os_page_size();
-  return &gs->slots[index];
+  return &gs->table->slots[index];
 }
 
 /* ---- allocation ------------------------------------------------------------------*/
@@ -252,7 +272,7 @@ static void* guarded_place(hh_heap_t* heap, size_t size, size_t alignment, bool 
     return NULL;
   }
 
-  hh_guarded_segment_t* gs = slot_segment(slot);
+  hh_guarded_segment_t* gs = slot->owner;
   uint8_t* data = slot_data(gs, slot);
   uint8_t* data_end = data + gs->slot_pages * page;
   uint8_t* block = left ? data : (uint8_t*)((uintptr_t)(data_end - (size == 0 ? 1 : size)) & ~(uintptr_t)(align - 1));
@@ -394,7 +414,7 @@ bool hhi_guarded_lookup(const void* p, hh_segment_t* segment, hh_op_t op, hh_blo
 }
 
 static hh_guarded_slot_t* ref_slot(const hh_block_ref_t* ref) {
-  return &segment_info(ref->segment)->slots[ref->idx];
+  return &segment_info(ref->segment)->table->slots[ref->idx];
 }
 
 size_t hhi_guarded_usable_size(const hh_block_ref_t* ref) {
@@ -459,22 +479,25 @@ void hhi_guarded_free(const hh_block_ref_t* ref, void* p) {
   hh_guarded_slot_t* slot = ref_slot(ref);
   hh_guarded_segment_t* gs = segment_info(ref->segment);
   uint8_t* data = slot_data(gs, slot);
+  /* claim the block first: of two racing frees one wins, and the loser
+   * reports a double free without touching pages the winner closes */
+  uint8_t expected = HH_GUARDED_LIVE;
+  if (!atomic_compare_exchange_strong_explicit(&slot->state, &expected, HH_GUARDED_FREEING,
+                                               memory_order_acq_rel, memory_order_relaxed)) {
+    report(HH_OP_FREE, (hh_misuse_info_t){.kind = HH_MISUSE_DOUBLE_FREE, .pointer = p, .block = p,
+                                          .size_class = slot->requested, .requested_size = slot->requested},
+           slot, "the second free");
+    return;
+  }
   ptrdiff_t damaged;
   if (hh_unlikely(!slack_intact(slot, data, &damaged))) {
+    atomic_store_explicit(&slot->state, HH_GUARDED_LIVE, memory_order_release);
     hh_misuse_t kind = damaged < 0 ? HH_MISUSE_HEAP_UNDERFLOW : HH_MISUSE_HEAP_OVERFLOW;
     report(HH_OP_FREE, (hh_misuse_info_t){.kind = kind, .pointer = p, .block = p,
                                           .size_class = slot->requested, .requested_size = slot->requested,
                                           .offset = damaged < 0 ? (size_t)-damaged : (size_t)damaged},
            slot, "found at its free");
     return;  /* going on: the block is leaked */
-  }
-  uint8_t expected = HH_GUARDED_LIVE;
-  if (!atomic_compare_exchange_strong_explicit(&slot->state, &expected, HH_GUARDED_QUARANTINED,
-                                               memory_order_acq_rel, memory_order_relaxed)) {
-    report(HH_OP_FREE, (hh_misuse_info_t){.kind = HH_MISUSE_DOUBLE_FREE, .pointer = p, .block = p,
-                                          .size_class = slot->requested, .requested_size = slot->requested},
-           slot, "the second free");
-    return;
   }
   hhi_track_free(p, p, slot->requested);
   slot->free_thread = hhi_os_thread_id();
@@ -483,6 +506,7 @@ void hhi_guarded_free(const hh_block_ref_t* ref, void* p) {
   uint8_t* open = data + slot->open_offset;
   (void)hhi_os_protect(open, slot->open_size);
   (void)hhi_os_purge(open, slot->open_size);
+  atomic_store_explicit(&slot->state, HH_GUARDED_QUARANTINED, memory_order_release);
   lock_acquire();
   live_count--;
   quarantine_push(slot);
@@ -491,9 +515,16 @@ void hhi_guarded_free(const hh_block_ref_t* ref, void* p) {
 }
 
 /* ---- faults -------------------------------------------------------------------------*/
+/* A block being freed counts as live until its pages close. */
+static bool holds_block(const hh_guarded_slot_t* slot) {
+  if (slot == NULL) return false;
+  uint8_t state = atomic_load_explicit(&slot->state, memory_order_acquire);
+  return state == HH_GUARDED_LIVE || state == HH_GUARDED_FREEING;
+}
+
 /* Distance from the block of slot to a, when slot is live. */
 static bool live_overflow(const hh_guarded_slot_t* slot, const uint8_t* a, size_t* distance) {
-  if (slot == NULL || atomic_load_explicit(&slot->state, memory_order_relaxed) != HH_GUARDED_LIVE) return false;
+  if (!holds_block(slot)) return false;
   const uint8_t* end = slot->block + slot->requested;
   if (a < end) return false;
   *distance = (size_t)(a - end);
@@ -501,7 +532,7 @@ static bool live_overflow(const hh_guarded_slot_t* slot, const uint8_t* a, size_
 }
 
 static bool live_underflow(const hh_guarded_slot_t* slot, const uint8_t* a, size_t* distance) {
-  if (slot == NULL || atomic_load_explicit(&slot->state, memory_order_relaxed) != HH_GUARDED_LIVE) return false;
+  if (!holds_block(slot)) return false;
   if (a >= slot->block) return false;
   *distance = (size_t)(slot->block - a);
   return true;
@@ -522,12 +553,12 @@ bool hhi_guarded_describe(const void* addr, hh_guarded_fault_t* out) {
   const hh_guarded_slot_t* before = NULL;
   const hh_guarded_slot_t* after = NULL;
   if (a < gs->first_data) {
-    if (a >= gs->first_data - page && gs->slots_used > 0) after = &gs->slots[0];
+    if (a >= gs->first_data - page && slots_used(gs) > 0) after = &gs->table->slots[0];
   } else {
     size_t offset = (size_t)(a - gs->first_data);
     size_t index = offset / gs->stride;
-    if (index < gs->slots_used) {
-      const hh_guarded_slot_t* slot = &gs->slots[index];
+    if (index < slots_used(gs)) {
+      const hh_guarded_slot_t* slot = &gs->table->slots[index];
       if (offset % gs->stride < gs->slot_pages * page) {
         /* in the slot's data, outside what is open */
         size_t distance;
@@ -547,7 +578,7 @@ bool hhi_guarded_describe(const void* addr, hh_guarded_fault_t* out) {
         return true;
       }
       before = slot;
-      if (index + 1 < gs->slots_used) after = &gs->slots[index + 1];
+      if (index + 1 < slots_used(gs)) after = &gs->table->slots[index + 1];
     }
   }
   size_t over = SIZE_MAX, under = SIZE_MAX;

@@ -9,7 +9,11 @@
  * disposition is restored and the access runs again, so a core dump, a
  * debugger or the program's own handler see the original fault; with
  * ABORT_ON_MISUSE the report ends in abort() like every other misuse.
- * Every other fault goes to the previous handler untouched. */
+ * Every other fault goes to the previous handler the same way (restored,
+ * not called), and ours is back in front at the next sample. When the
+ * program's handler calls ours (it chains to the handler it displaced), we
+ * stand for the default disposition: the access runs again and ends the
+ * process, instead of the two handlers passing the fault back and forth. */
 #include "internal.h"
 
 #include <signal.h>
@@ -44,24 +48,47 @@ void hhi_guarded_fault_arm(void) {
   atomic_store_explicit(&arm_lock, false, memory_order_release);
 }
 
-/* Give the signal to the disposition we displaced. Returning re-runs the
- * faulting access, which then meets that disposition. */
-static void forward(int sig, siginfo_t* info, void* context) {
-  if ((previous.sa_flags & SA_SIGINFO) != 0 && previous.sa_sigaction != NULL) {
-    previous.sa_sigaction(sig, info, context);
-    return;
-  }
-  if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN && previous.sa_handler != NULL) {
-    previous.sa_handler(sig);
-    return;
-  }
-  /* default (an ignored SIGSEGV from a fault would loop: default too) */
+static void set_default(int sig) {
   struct sigaction dfl;
   memset(&dfl, 0, sizeof(dfl));
   dfl.sa_handler = SIG_DFL;
   sigemptyset(&dfl.sa_mask);
   sigaction(sig, &dfl, NULL);
-  if (info->si_code <= 0) raise(sig);  /* sent, not a fault: re-running nothing would lose it */
+}
+
+/* Give the signal to the disposition we displaced, by making it the
+ * disposition again and returning: the faulting access runs again and meets
+ * it, a sent signal is sent again. That handler is never called from ours,
+ * so one that chains back to the handler it displaced (ours) cannot make
+ * the two call each other without end. The next sample puts ours in front
+ * again. */
+static void forward(int sig, const siginfo_t* info) {
+  bool ignored = !(previous.sa_flags & SA_SIGINFO) && previous.sa_handler == SIG_IGN;
+  if (is_ours(&previous) || (ignored && info->si_code > 0)) {
+    set_default(sig);  /* an ignored SIGSEGV from a fault would run the access forever */
+  } else {
+    sigaction(sig, &previous, NULL);
+  }
+  if (info->si_code <= 0 && !ignored) raise(sig);  /* sent, not a fault: delivered once we return */
+}
+
+/* True when the program's handler called ours (it saved ours as the one to
+ * chain to): the kernel delivers to the installed disposition, and that is
+ * not ours now. */
+static bool called_by_another_handler(int sig) {
+  struct sigaction current;
+  return sigaction(sig, NULL, &current) == 0 && !is_ours(&current);
+}
+
+/* Another thread is writing the report: wait for it (up to 2 s), so that
+ * this thread's fault does not end the process in the middle of it. */
+static void wait_for_report(void) {
+  for (int i = 0; i < 200 && atomic_load_explicit(&reporting, memory_order_acquire) &&
+                  !atomic_load_explicit(&reported, memory_order_acquire);
+       i++) {
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
 }
 
 static hh_op_t access_kind(const void* context, const void** pc) {
@@ -82,8 +109,13 @@ static hh_op_t access_kind(const void* context, const void** pc) {
 static void on_fault(int sig, siginfo_t* info, void* context) {
   int saved_errno = errno;
   hh_guarded_fault_t fault;
-  if (info->si_code <= 0 || !hhi_guarded_describe(info->si_addr, &fault)) {
-    forward(sig, info, context);
+  bool guarded = info->si_code > 0 && hhi_guarded_describe(info->si_addr, &fault);
+  bool chained = called_by_another_handler(sig);
+  if (!guarded) {
+    wait_for_report();
+    /* called through a handler that displaced ours: what it chains to is
+     * the default, so that the access runs again and ends the process */
+    if (chained) set_default(sig); else forward(sig, info);
     errno = saved_errno;
     return;
   }
@@ -103,19 +135,16 @@ static void on_fault(int sig, siginfo_t* info, void* context) {
                                                 .offset = fault.offset},
                              slot, stack, depth);
     atomic_store_explicit(&reported, true, memory_order_release);
+    /* the report is out: let the fault kill us, through the program's
+     * handler if it had one (a core dump, a debugger or that handler see
+     * the original fault) */
+    if (chained) set_default(sig); else forward(sig, info);
   } else {
-    /* another thread is reporting: do not kill the process under it */
-    for (int i = 0; i < 200 && !atomic_load_explicit(&reported, memory_order_acquire); i++) {
-      struct timespec pause = {0, 10 * 1000 * 1000};
-      nanosleep(&pause, NULL);
-    }
+    /* a later fault on guarded memory: another thread's report is being
+     * written, or the program's handler had its turn and came back
+     * (chained to ours, or it returned): the default ends it */
+    wait_for_report();
+    set_default(sig);
   }
-  /* the first report is out (or being written): let the fault kill us */
-  struct sigaction restore = previous;
-  if (is_ours(&restore) || (!(restore.sa_flags & SA_SIGINFO) && restore.sa_handler == SIG_IGN)) {
-    memset(&restore, 0, sizeof(restore));
-    restore.sa_handler = SIG_DFL;
-  }
-  sigaction(SIGSEGV, &restore, NULL);
   errno = saved_errno;
 }

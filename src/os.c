@@ -100,6 +100,10 @@ void* hhi_os_alloc_guarded(size_t size, uintptr_t hint) {
   return base + os_page_size;
 }
 
+void hhi_os_free_guarded(void* p, size_t size) {
+  os_munmap((uint8_t*)p - os_page_size, hhi_align_up(size, os_page_size) + 2 * os_page_size);
+}
+
 void hhi_os_free(void* p, size_t size) {
   os_munmap(p, hhi_align_up(size, os_page_size));
 }
@@ -136,6 +140,10 @@ bool hhi_os_protect(void* p, size_t size) {
 
 bool hhi_os_unprotect(void* p, size_t size) {
   return os_mprotect(p, size, PROT_READ | PROT_WRITE);
+}
+
+bool hhi_os_protect_read_only(void* p, size_t size) {
+  return os_mprotect(p, size, PROT_READ);
 }
 
 /* The precise clock: with the coarse one (a 4 ms tick) purges ran up to

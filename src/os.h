@@ -18,6 +18,8 @@ size_t hhi_os_page_size(void);
 void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, uintptr_t hint, bool huge_pages);
 /* size bytes (rounded to pages) between two PROT_NONE pages, tried at hint. */
 void* hhi_os_alloc_guarded(size_t size, uintptr_t hint);
+/* Unmap what hhi_os_alloc_guarded(size) returned, guards included. */
+void hhi_os_free_guarded(void* p, size_t size);
 void hhi_os_free(void* p, size_t size);
 /* Return the pages to the OS; they read back as zero. */
 bool hhi_os_purge(void* p, size_t size);
@@ -26,6 +28,7 @@ bool hhi_os_purge(void* p, size_t size);
  * and callers go on without the guard. */
 bool hhi_os_protect(void* p, size_t size);
 bool hhi_os_unprotect(void* p, size_t size);
+bool hhi_os_protect_read_only(void* p, size_t size);
 /* Monotonic clock in milliseconds. */
 uint64_t hhi_os_clock_ms(void);
 /* Fill buf with random bytes from the kernel; false if unavailable. */

@@ -177,22 +177,27 @@ _Static_assert(HH_MEDIUM_PAGES_PER_SEGMENT <= HH_SMALL_PAGES_PER_SEGMENT, "every
 
 /* ---- guarded slots (guarded.c) ------------------------------------------------
  * A guarded segment holds the slots of one size class (slot_pages OS pages
- * of data each): [header and slot table | guard | data 0 | guard | data 1 |
- * guard | ... | data n-1 | guard]. A slot's data pages are PROT_NONE except
- * the ones under its live block, so the block's far side is inaccessible
- * too when the block is smaller than the slot. */
+ * of data each): [header | guard | data 0 | guard | data 1 | guard | ... |
+ * data n-1 | guard]. The header is read-only once set up; the slot records
+ * (what changes) live in a mapping of their own elsewhere, between guard
+ * pages, so no access near a block reaches them. A slot's data pages are
+ * PROT_NONE except the ones under its live block, so the block's far side
+ * is inaccessible too when the block is smaller than the slot. */
 typedef enum hh_guarded_state_e {
   HH_GUARDED_FREE,        /* never used, or out of the quarantine: reusable */
   HH_GUARDED_LIVE,        /* holds a block the program has */
+  HH_GUARDED_FREEING,     /* a free won the race for it and is checking its slack */
   HH_GUARDED_QUARANTINED  /* freed, inaccessible, waiting before reuse */
 } hh_guarded_state_t;
 
+struct hh_guarded_segment_s;
 typedef struct hh_guarded_slot_s {
   _Atomic(uint8_t) state;                 /* hh_guarded_state_t; read without the lock by the fault handler */
   bool used_before;                       /* it held a block once: the history below is about that block */
   uint8_t alloc_depth, free_depth;        /* frames in alloc_stack, free_stack */
   uint32_t index;                         /* its index in the segment */
-  struct hh_guarded_slot_s* next_free;    /* next slot on its class's free stack */
+  struct hh_guarded_segment_s* owner;     /* the segment whose data it is */
+  struct hh_guarded_slot_s* next_free;    /* next slot on its class's free list */
   hh_heap_t* heap;                        /* heap that allocated it (hh_heap_contains) */
   uint8_t* block;                         /* where the block starts */
   size_t requested;                       /* bytes the program asked for */
@@ -209,12 +214,17 @@ typedef struct hh_guarded_segment_s {
   struct hh_guarded_segment_s* next;      /* next guarded segment (guarded.c's list) */
   uint32_t size_class;                    /* index of the class: slot_pages = 1 << size_class */
   uint32_t slot_count;                    /* slots in this segment */
-  uint32_t slots_used;                    /* slots handed out at least once (the rest are untouched) */
   size_t slot_pages;                      /* OS pages of data per slot */
   size_t stride;                          /* bytes from one slot's data to the next: (slot_pages + 1) pages */
   uint8_t* first_data;                    /* data of slot 0; slot i at first_data + i * stride */
-  hh_guarded_slot_t* slots;               /* slot_count of them, right after this */
+  struct hh_guarded_table_s* table;       /* the slot records, in their own mapping */
 } hh_guarded_segment_t;
+
+/* The mutable part of a guarded segment, mapped apart from it. */
+typedef struct hh_guarded_table_s {
+  _Atomic(uint32_t) slots_used;           /* slots handed out at least once (the rest are untouched) */
+  hh_guarded_slot_t slots[];              /* slot_count of them */
+} hh_guarded_table_t;
 /* What a fault on a guarded segment's address was (guarded.c:hhi_guarded_describe). */
 typedef struct hh_guarded_fault_s {
   int kind;                               /* hh_misuse_t: GUARDED_OVERFLOW, _UNDERFLOW, _USE_AFTER_FREE, _WILD */
