@@ -17,9 +17,10 @@
 # A "hardheap: error:" line printed by a build that does not abort (the
 # default build) is shown after a WIN or LOST. This is a survey tool: it
 # always exits 0. Environment: CC (default cc), ATTACK_TIMEOUT (seconds,
-# default 30).
+# default 30), ATTACK_DIR (where the *.c are, default this directory:
+# guarded/run.sh sets it).
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
+here=${ATTACK_DIR:-$(cd "$(dirname "$0")" && pwd)}
 if [ $# -lt 1 ]; then
   echo "usage: $0 LIB [name...]" >&2
   exit 0
