@@ -35,6 +35,10 @@
 #                  thread count, ~1 s with glibc at 2 threads)
 #   LIB_<alloc>    explicit library path for an allocator, with '-' written
 #                  as '_', e.g. LIB_hardheap_secure=/tmp/x/libhardheap-secure.so
+#   ENV_<alloc>    environment settings for one allocator's runs, '-'
+#                  written as '_', e.g. ENV_hh_rate100="HARDHEAP_GUARDED_SAMPLE_RATE=100"
+#                  (with LIB_hh_rate100=... this measures one library under
+#                  several settings in the same interleaved run)
 #   CC, CFLAGS     compiler and extra flags       (default cc, none)
 #   OUT_DIR        where binaries, logs and results go (default: a new
 #                  mktemp -d directory; printed at the end)
@@ -63,7 +67,7 @@ COMMAND="bench/run.sh${*:+ $*}"
 for v in MODE ROUNDS BENCHES THREADS ALLOCATORS PEERS_DIR REF WARMUP HH_BUILD CC CFLAGS OUT_DIR; do
     [[ -n ${!v:-} ]] && COMMAND="$v=\"${!v}\" $COMMAND"
 done
-for v in $(compgen -v ITERS_) $(compgen -v LIB_); do COMMAND="$v=${!v} $COMMAND"; done
+for v in $(compgen -v ITERS_) $(compgen -v LIB_) $(compgen -v ENV_); do COMMAND="$v='${!v}' $COMMAND"; done
 MODE=${MODE:-full}
 for arg in "$@"; do
     case $arg in
@@ -351,8 +355,9 @@ field() { # field KEY LINE
 # the multi-threaded benchmarks.
 run_one() {
     local bench=$1 threads=$2 alloc=$3 iters=$4 tag=$5
-    local lib=${LIB[$alloc]} out err rc line from want name=$1
-    local -a cmd=("$BIN_DIR/$bench")
+    local lib=${LIB[$alloc]} out err rc line from want name=$1 env_var="ENV_${3//-/_}"
+    local -a cmd=("$BIN_DIR/$bench") settings=()
+    [[ -n ${!env_var:-} ]] && read -ra settings <<<"${!env_var}"
     if is_threaded "$bench"; then
         name="$bench.t$threads"
         cmd+=("$threads")
@@ -362,9 +367,9 @@ run_one() {
     [[ -n $iters ]] && cmd+=("$iters")
     R_STATUS=ok R_TIME=nan R_RSS=nan R_SUM=- R_ITERS=-
     if [[ -n $lib ]]; then
-        ${TIMEOUT[@]+"${TIMEOUT[@]}"} env -u LD_PRELOAD LD_PRELOAD="$lib" "${cmd[@]}" >"$out" 2>"$err"
+        ${TIMEOUT[@]+"${TIMEOUT[@]}"} env -u LD_PRELOAD ${settings[@]+"${settings[@]}"} LD_PRELOAD="$lib" "${cmd[@]}" >"$out" 2>"$err"
     else
-        ${TIMEOUT[@]+"${TIMEOUT[@]}"} env -u LD_PRELOAD "${cmd[@]}" >"$out" 2>"$err"
+        ${TIMEOUT[@]+"${TIMEOUT[@]}"} env -u LD_PRELOAD ${settings[@]+"${settings[@]}"} "${cmd[@]}" >"$out" 2>"$err"
     fi
     rc=$?
     line=$(grep -m1 '^RESULT ' "$out" 2>/dev/null)

@@ -42,7 +42,7 @@ corpus=${corpus:-$build/corpus}
 build=$(realpath -m "$build")
 corpus=$(realpath -m "$corpus")
 all=(fuzz_api_ops fuzz_api_ops_secure fuzz_threads_ops fuzz_threads_ops_secure fuzz_misuse_secure
-     fuzz_options fuzz_options_secure)
+     fuzz_options fuzz_options_secure fuzz_guarded_secure)
 harnesses=()
 if [ $# -eq 0 ]; then set -- "${all[@]}"; fi
 for h in "$@"; do

@@ -69,16 +69,31 @@
 #define HH_TRACKING 0
 #endif
 
+/* Measuring a defence's cost (bench/README.md): -DHH_WITHOUT_<NAME>=1
+ * leaves one out of a build that would have it. Not for production. */
+#ifndef HH_WITHOUT_CANARY
+#define HH_WITHOUT_CANARY 0
+#endif
+#ifndef HH_WITHOUT_ZERO_ON_FREE
+#define HH_WITHOUT_ZERO_ON_FREE 0
+#endif
+#ifndef HH_WITHOUT_QUARANTINE
+#define HH_WITHOUT_QUARANTINE 0
+#endif
+#ifndef HH_WITHOUT_GUARD_PAGES
+#define HH_WITHOUT_GUARD_PAGES 0
+#endif
+
 /* ---- level 2: overflows and reuse ------------------------------------------ */
-#define HH_CANARY (HH_SECURE_LEVEL >= 2 && !HH_TRACKING) /* block.h: hhi_canary_write / hhi_canary_check */
-#define HH_ZERO_ON_FREE (HH_SECURE_LEVEL >= 2 && !HH_TRACKING) /* block.h: freed blocks zeroed past their link */
-#define HH_CHECK_FREED_ZERO (HH_SECURE_LEVEL >= 2 && !HH_TRACKING) /* block.h: hand-out finds a reused block still zero */
-#define HH_QUARANTINE (HH_SECURE_LEVEL >= 2)           /* page.c: freed blocks wait before reuse */
+#define HH_CANARY (HH_SECURE_LEVEL >= 2 && !HH_TRACKING && !HH_WITHOUT_CANARY) /* block.h: hhi_canary_write / hhi_canary_check */
+#define HH_ZERO_ON_FREE (HH_SECURE_LEVEL >= 2 && !HH_TRACKING && !HH_WITHOUT_ZERO_ON_FREE) /* block.h: freed blocks zeroed past their link */
+#define HH_CHECK_FREED_ZERO (HH_ZERO_ON_FREE)          /* block.h: hand-out finds a reused block still zero */
+#define HH_QUARANTINE (HH_SECURE_LEVEL >= 2 && !HH_WITHOUT_QUARANTINE) /* page.c: freed blocks wait before reuse */
 #define HH_RANDOM_SLOTS (HH_SECURE_LEVEL >= 2)         /* segment.c: random page slot, large block offset */
 
 /* ---- level 3: guard pages -------------------------------------------------- */
-#define HH_GUARD_PAGES (HH_SECURE_LEVEL >= 3)          /* segment.c: a guard after every page (budgeted) */
-#define HH_GUARD_LARGE (HH_SECURE_LEVEL >= 3)          /* span.c: a guard right after every large block */
+#define HH_GUARD_PAGES (HH_SECURE_LEVEL >= 3 && !HH_WITHOUT_GUARD_PAGES) /* segment.c: a guard after every page (budgeted) */
+#define HH_GUARD_LARGE (HH_SECURE_LEVEL >= 3 && !HH_WITHOUT_GUARD_PAGES) /* span.c: a guard right after every large block */
 #define HH_PROTECT_PURGED (HH_SECURE_LEVEL >= 3)       /* segment.c: purged page slots PROT_NONE */
 
 /* ---- sampled guarded allocations ---------------------------------------------

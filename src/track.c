@@ -18,6 +18,7 @@
 
 #if HH_TRACK_MODE == 1 /* ---------------------------------------------------- asan */
 
+#include <pthread.h>
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/lsan_interface.h>
 #include <sys/mman.h>
@@ -89,9 +90,22 @@ void hhi_track_heap_destroy_impl(hh_heap_t* heap) {
   hhi_singles_unlock(heap);
 }
 
+/* LSan's root-region list has a lock of its own that fork does not know
+ * about: a child forked while another thread registers a segment would wait
+ * on it for ever when it maps one. Ours is held across fork. */
+static pthread_mutex_t root_regions_lock = PTHREAD_MUTEX_INITIALIZER;
+static void root_regions_lock_acquire(void) { pthread_mutex_lock(&root_regions_lock); }
+static void root_regions_lock_release(void) { pthread_mutex_unlock(&root_regions_lock); }
+
+__attribute__((constructor)) static void root_regions_atfork(void) {
+  pthread_atfork(root_regions_lock_acquire, root_regions_lock_release, root_regions_lock_release);
+}
+
 void hhi_track_segment_map_impl(const void* segment, size_t info_size, size_t size) {
   (void)info_size;
+  root_regions_lock_acquire();
   __lsan_register_root_region(segment, size);
+  root_regions_lock_release();
 }
 
 /* Forget the poisoning of [p, p + n): ASan keeps the shadow of unmapped
@@ -120,7 +134,9 @@ static void forget_shadow(const void* p, size_t n) {
 
 void hhi_track_segment_unmap_impl(const void* segment, size_t info_size, size_t size) {
   (void)info_size;
+  root_regions_lock_acquire();
   __lsan_unregister_root_region(segment, size);
+  root_regions_lock_release();
   forget_shadow(segment, size);
 }
 
