@@ -294,12 +294,26 @@ static inline void hhi_block_zero_freed(const hh_page_t* page, hh_block_t* block
   if (HH_ZERO_ON_FREE) memset((uint8_t*)block + sizeof(hh_block_t), 0, page->block_size - sizeof(hh_block_t));
 }
 
+/* 16 bytes at a time, four at once: a 2 KiB block is checked in about 200
+ * instructions instead of 900 (the compiler does not vectorise the plain
+ * loop at -O2). Blocks start 16-aligned and are multiples of 16. */
+typedef uint64_t hh_zero_vec_t __attribute__((vector_size(16), aligned(16)));
+
 static inline void hhi_block_check_zero(const hh_page_t* page, const hh_block_t* block) {
   const uint64_t* words = (const uint64_t*)block;
-  size_t n = page->block_size / sizeof(uint64_t);  /* even: blocks are multiples of 16 */
-  uint64_t any = words[1];
-  for (size_t i = 2; i < n; i += 2) any |= words[i] | words[i + 1];
-  if (hh_unlikely(any != 0)) hhi_report_write_after_free(page, block, sizeof(hh_block_t));
+  const hh_zero_vec_t* v = (const hh_zero_vec_t*)block;
+  size_t n = page->block_size / sizeof(hh_zero_vec_t);
+  hh_zero_vec_t any0 = {words[1], 0}, any1 = {0, 0}, any2 = {0, 0}, any3 = {0, 0};
+  size_t i = 1;
+  for (; i + 4 <= n; i += 4) {
+    any0 |= v[i];
+    any1 |= v[i + 1];
+    any2 |= v[i + 2];
+    any3 |= v[i + 3];
+  }
+  for (; i < n; i++) any0 |= v[i];
+  any0 |= any1 | any2 | any3;
+  if (hh_unlikely((any0[0] | any0[1]) != 0)) hhi_report_write_after_free(page, block, sizeof(hh_block_t));
 }
 
 /* ---- handing a block out ----------------------------------------------------------

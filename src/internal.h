@@ -231,6 +231,7 @@ void hhi_block_free_remote(hh_page_t* page, hh_block_t* block, uint32_t idx, con
 /* HH_QUARANTINE: put a freed block of page (owner thread) into its heap's
  * quarantine; a random older one leaves it for its page's free list. */
 void hhi_quarantine_put(hh_page_t* page, hh_block_t* block);
+bool hhi_quarantine_validate(const hh_heap_t* heap);
 /* Release every block of heap's quarantine (collect, thread exit, delete). */
 void hhi_quarantine_flush(hh_heap_t* heap);
 /* Forget heap's quarantine: its pages are being freed (destroy). */

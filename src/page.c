@@ -268,6 +268,27 @@ void hhi_quarantine_drop(hh_heap_t* heap) {
   heap->quarantine_bytes = 0;
 }
 
+/* Every quarantined block still as it came in (zero, past its first word
+ * too when HH_CHECK_FREED_ZERO); a write after free to one is reported. */
+bool hhi_quarantine_validate(const hh_heap_t* heap) {
+  if (!HH_QUARANTINE) return true;
+  for (size_t i = 0; i < HH_QUARANTINE_SLOTS; i++) {
+    const hh_block_t* b = heap->quarantine[i];
+    if (b == NULL) continue;
+    const hh_page_t* page = hhi_lookup_page(hhi_ptr_segment(b), b);
+    bool intact = b->next == 0;
+    if (intact && HH_CHECK_FREED_ZERO) {
+      const uint64_t* words = (const uint64_t*)b;
+      for (size_t w = 1; w < page->block_size / sizeof(uint64_t) && intact; w++) intact = words[w] == 0;
+    }
+    if (!intact) {
+      hhi_report_write_after_free(page, b, 0);
+      return false;
+    }
+  }
+  return true;
+}
+
 size_t hhi_quarantine_count(const hh_page_t* page) {
   if (!HH_QUARANTINE) return 0;
   const hh_heap_t* heap = atomic_load_explicit(&((hh_page_t*)page)->heap, memory_order_relaxed);

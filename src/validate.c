@@ -193,7 +193,7 @@ bool hhi_validate_heap(hh_heap_t* heap) {
     CHECK(++steps < ((size_t)1 << 32), ref.page, "delayed-free list does not end");
     b = hhi_decode_link(ref.page, b, b->next);
   }
-  return true;
+  return hhi_quarantine_validate(heap);
 }
 
 bool hh_heap_validate(hh_heap_t* heap) {
