@@ -74,6 +74,19 @@ void hhi_guarded_fork_release(void) {
   lock_release();
 }
 
+/* This thread is placing a sample or loading the unwinder: what it
+ * allocates meanwhile (the dynamic loader does, while it loads libgcc_s)
+ * is not sampled, or the loader would be entered again from inside itself. */
+static __thread bool placing hh_tls_initial_exec;
+
+void hhi_guarded_start(void) {
+  if (!config.enabled) return;
+  placing = true;
+  hhi_stack_init();  /* the unwinder loaded before a sample needs it */
+  placing = false;
+  hhi_guarded_fault_arm();  /* in place before the program's own fault handlers */
+}
+
 /* ---- configuration and the sampling intervals ---------------------------------*/
 static size_t class_bytes(unsigned cls) {
   return ((size_t)1 << cls) * hhi_os_page_size();
@@ -315,7 +328,6 @@ void* hhi_guarded_malloc(hh_heap_t* heap, size_t size, bool zero, size_t alignme
   }
   /* taking the stack may allocate (the unwinder's first use loads it):
    * those allocations are not sampled */
-  static __thread bool placing hh_tls_initial_exec;
   if (placing) {
     heap->guarded_countdown = 1;
     return NULL;

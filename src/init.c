@@ -56,12 +56,7 @@ void hhi_process_init(void) {
 __attribute__((constructor)) static void hh_library_constructor(void) {
   hhi_process_init();
   (void)hhi_heap_thread_init();
-  if (hhi_guarded_enabled()) {
-    /* libc is up now: load the unwinder before a sample needs it, and be
-     * in place before the program's own fault handlers */
-    hhi_stack_init();
-    hhi_guarded_fault_arm();
-  }
+  hhi_guarded_start();  /* libc is up now */
 }
 
 __attribute__((destructor)) static void hh_library_destructor(void) {

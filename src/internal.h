@@ -133,6 +133,8 @@ void hhi_segment_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool for
 void hhi_guarded_init(void);
 /* Sampling is on (HH_GUARDED and GUARDED_SAMPLE_RATE > 0). */
 bool hhi_guarded_enabled(void);
+/* At library start: load the unwinder (unsampled) and install the fault handler. */
+void hhi_guarded_start(void);
 /* Start heap's countdown (samples: it is a thread's backing heap). */
 void hhi_guarded_heap_init(hh_heap_t* heap, bool samples);
 /* heap's countdown reached 0: a guarded block for the request, or NULL
