@@ -256,6 +256,13 @@ static hh_guarded_slot_t* slot_at(const hh_guarded_segment_t* gs, const void* p,
   return &gs->table->slots[index];
 }
 
+/* Slots of up to two pages keep their pages when freed (inaccessible all
+ * the same): giving them back and faulting them in again cost more than
+ * clearing a small block at its next use. */
+static bool purged_on_free(const hh_guarded_segment_t* gs) {
+  return gs->slot_pages > 2;
+}
+
 /* ---- allocation ------------------------------------------------------------------*/
 /* Place a block of size bytes in a new slot, aligned to alignment (0: the
  * default alignment, none with GUARDED_PRECISE). */
@@ -299,8 +306,10 @@ static void* guarded_place(hh_heap_t* heap, size_t size, size_t alignment, bool 
     hhi_stat_add(&hhi_stats.guarded_skipped, NULL, 1);
     return NULL;
   }
-  /* the pages read as zero (fresh, or purged at the last free): calloc
-   * needs nothing more; the slack around the block is filled, checked on free */
+  /* calloc needs the block zero: slots purged at their last free (and
+   * fresh ones) read as zero already, small ones are cleared here; the slack
+   * around the block is filled, checked on free */
+  if (!purged_on_free(gs)) memset(block, 0, size);
   memset(open, HH_GUARDED_FILL, (size_t)(block - open));
   memset(block + size, HH_GUARDED_FILL, (size_t)(open_end - block - size));
 
@@ -449,9 +458,31 @@ const hh_heap_t* hhi_guarded_owner(const void* p) {
 /* ---- free ---------------------------------------------------------------------------*/
 /* False when a byte of the open pages outside the block lost its fill;
  * *damaged: the nearest such byte's offset from the block (negative: before it). */
+/* True when [from, to) holds only the fill; a word at a time (the slack
+ * before a right-placed block, or after a left-placed one, is up to a page). */
+static bool fill_intact(const uint8_t* from, const uint8_t* to) {
+  const uint64_t fill = 0x0101010101010101ull * HH_GUARDED_FILL;
+  while (from < to && ((uintptr_t)from & 7) != 0) {
+    if (*from++ != HH_GUARDED_FILL) return false;
+  }
+  for (; from + 8 <= to; from += 8) {
+    uint64_t word;
+    memcpy(&word, from, sizeof(word));
+    if (word != fill) return false;
+  }
+  for (; from < to; from++) {
+    if (*from != HH_GUARDED_FILL) return false;
+  }
+  return true;
+}
+
 static bool slack_intact(const hh_guarded_slot_t* slot, const uint8_t* data, ptrdiff_t* damaged) {
   const uint8_t* open = data + slot->open_offset;
   const uint8_t* open_end = open + slot->open_size;
+  if (hh_likely(fill_intact(open, slot->block) && fill_intact(slot->block + slot->requested, open_end))) {
+    return true;
+  }
+  /* damaged: find the byte nearest to the block on either side */
   for (const uint8_t* b = slot->block + slot->requested; b < open_end; b++) {
     if (*b != HH_GUARDED_FILL) {
       *damaged = b - slot->block;
@@ -517,7 +548,7 @@ void hhi_guarded_free(const hh_block_ref_t* ref, void* p) {
   /* inaccessible before anything else: a racing use faults from now on */
   uint8_t* open = data + slot->open_offset;
   (void)hhi_os_protect(open, slot->open_size);
-  (void)hhi_os_purge(open, slot->open_size);
+  if (purged_on_free(gs)) (void)hhi_os_purge(open, slot->open_size);
   atomic_store_explicit(&slot->state, HH_GUARDED_QUARANTINED, memory_order_release);
   lock_acquire();
   live_count--;
