@@ -80,11 +80,13 @@ void hhi_guarded_fork_release(void) {
 static __thread bool placing hh_tls_initial_exec;
 
 void hhi_guarded_start(void) {
-  if (!config.enabled) return;
+  /* the unwinder loaded before a sample or a misuse report of the secure
+   * build needs it */
+  if (!config.enabled && HH_SECURE_LEVEL == 0) return;
   placing = true;
-  hhi_stack_init();  /* the unwinder loaded before a sample needs it */
+  hhi_stack_init();
   placing = false;
-  hhi_guarded_fault_arm();  /* in place before the program's own fault handlers */
+  hhi_guarded_fault_arm();  /* in place before the program's own fault handlers (if sampling) */
 }
 
 /* ---- configuration and the sampling intervals ---------------------------------*/

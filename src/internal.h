@@ -81,6 +81,8 @@ static inline bool hhi_segment_map_contains(const hh_segment_t* segment) {
 void hhi_stack_init(void);
 /* Up to max return addresses of the caller, leading hardheap frames left out. */
 int hhi_stack_capture(void** frames, int max);
+/* The unwinder is loaded (hhi_stack_init ran): capturing no longer allocates. */
+bool hhi_stack_ready(void);
 /* The same from a signal handler, starting at the faulting pc. */
 int hhi_stack_capture_from(void** frames, int max, const void* pc);
 void hhi_stack_print(void* const* frames, int count);

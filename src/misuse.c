@@ -188,8 +188,19 @@ static void print_report(const char* message, bool always, hhi_misuse_more_fun* 
   }
 }
 
+/* Where the misuse was caught: the program's frames that led to the call
+ * (hardheap's own are dropped when printed). */
+static void print_detecting_stack(const void* arg) {
+  (void)arg;
+  void* frames[HH_GUARDED_STACK_DEPTH];
+  int depth = hhi_stack_capture(frames, HH_GUARDED_STACK_DEPTH);
+  hhi_print("hardheap:   detected by thread %lu in:\n", hhi_os_thread_id());
+  hhi_stack_print(frames, depth);
+}
+
 void hhi_misuse(hh_op_t op, hh_misuse_info_t facts) {
-  hhi_misuse_more(op, facts, NULL, NULL);
+  /* only once the unwinder is loaded: loading it allocates */
+  hhi_misuse_more(op, facts, hhi_stack_ready() ? print_detecting_stack : NULL, NULL);
 }
 
 void hhi_misuse_more(hh_op_t op, hh_misuse_info_t facts, hhi_misuse_more_fun* more, const void* more_arg) {

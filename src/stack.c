@@ -40,6 +40,10 @@ void hhi_stack_init(void) {
   atomic_store_explicit(&stack_ready, true, memory_order_release);
 }
 
+bool hhi_stack_ready(void) {
+  return atomic_load_explicit(&stack_ready, memory_order_acquire);
+}
+
 int hhi_stack_capture(void** frames, int max) {
   if (!atomic_load_explicit(&stack_ready, memory_order_acquire)) hhi_stack_init();
   void* buf[HH_GUARDED_STACK_DEPTH + 1];
