@@ -4,8 +4,8 @@
 #   scripts/fuzz.sh [-t SECONDS] [-j JOBS] [-w WORKERS] [-b BUILD] [-c CORPUS] [-m] [-r] [HARNESS ...]
 #
 #   HARNESS    fuzz_api_ops fuzz_api_ops_secure fuzz_threads_ops fuzz_threads_ops_secure
-#              fuzz_misuse_secure fuzz_options fuzz_options_secure (names without the
-#              fuzz_ prefix work too; default: all of them)
+#              fuzz_misuse_secure fuzz_options fuzz_options_secure fuzz_guarded_secure
+#              (names without the fuzz_ prefix work too; default: all of them)
 #   -t SECONDS how long each harness runs (default 300)
 #   -j JOBS    libFuzzer -jobs for each harness (default 1: one process, no fork)
 #   -w WORKERS libFuzzer -workers for each harness (default: JOBS)
