@@ -14,6 +14,7 @@
  * in the line of a fault; and no report at all for a read of the block's
  * own slack, which cannot fault. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -215,7 +216,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size_in) {
   FUZZ_CHECK(pid >= 0);
   if (pid == 0) child(bug, size, align, raw_distance);
   int status;
-  FUZZ_CHECK(waitpid(pid, &status, 0) == pid);
+  pid_t waited;
+  do waited = waitpid(pid, &status, 0);
+  while (waited < 0 && errno == EINTR);  /* libFuzzer's timeout alarm */
+  FUZZ_CHECK(waited == pid);
   if (seen->p == 0) {
     char line[160];
     snprintf(line, sizeof line, "size %zu align %zu: child status %#x before the bug (3: NULL, 4: not sampled, "
