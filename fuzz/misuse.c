@@ -169,13 +169,18 @@ static void expect_one_of(size_t m, const hh_misuse_t* kinds, size_t n) {
  * p in, so p is then a pointer into the middle of a block; a free that
  * emptied a small or medium page which was freed at once (its heap's
  * retired list full) leaves p in a free page slot; and one that gave back
- * the last span of a large segment may have unmapped the segment. */
+ * the last span of a large segment may have unmapped the segment, or put it
+ * in a segment cache from which it came back as a segment of small or
+ * medium pages (p then in a free page slot of it). */
 static void expect_freed(size_t m, hh_misuse_t kind, const void* p, bool plain, size_t usable) {
   if (reports_since(m) == 1 && m < LOG_MAX) {
     hh_misuse_t got = log_reports[m].kind;
     if (!plain && got == HH_MISUSE_INTERIOR_POINTER) return;
     if (usable <= MEDIUM_MAX && got == HH_MISUSE_FREE_PAGE) return;
-    if (usable > MEDIUM_MAX && usable <= LARGE_MAX && got == HH_MISUSE_FOREIGN_POINTER) return;
+    if (usable > MEDIUM_MAX && usable <= LARGE_MAX &&
+        (got == HH_MISUSE_FOREIGN_POINTER || got == HH_MISUSE_FREE_PAGE)) {
+      return;  /* the segment unmapped, or cached and reused for small or medium pages */
+    }
   }
   expect_one(m, kind, p);
 }
