@@ -299,7 +299,8 @@ static inline void hhi_block_zero_freed(const hh_page_t* page, hh_block_t* block
  * loop at -O2). Blocks start 16-aligned and are multiples of 16. */
 typedef uint64_t hh_zero_vec_t __attribute__((vector_size(16), aligned(16)));
 
-static inline void hhi_block_check_zero(const hh_page_t* page, const hh_block_t* block) {
+/* True when the block is zero past its first word (the link). */
+static inline bool hhi_block_zero_past_link(const hh_page_t* page, const hh_block_t* block) {
   const uint64_t* words = (const uint64_t*)block;
   const hh_zero_vec_t* v = (const hh_zero_vec_t*)block;
   size_t n = page->block_size / sizeof(hh_zero_vec_t);
@@ -313,7 +314,13 @@ static inline void hhi_block_check_zero(const hh_page_t* page, const hh_block_t*
   }
   for (; i < n; i++) any0 |= v[i];
   any0 |= any1 | any2 | any3;
-  if (hh_unlikely((any0[0] | any0[1]) != 0)) hhi_report_write_after_free(page, block, sizeof(hh_block_t));
+  return (any0[0] | any0[1]) == 0;
+}
+
+static inline void hhi_block_check_zero(const hh_page_t* page, const hh_block_t* block) {
+  if (hh_unlikely(!hhi_block_zero_past_link(page, block))) {
+    hhi_report_write_after_free(page, block, sizeof(hh_block_t));
+  }
 }
 
 /* ---- handing a block out ----------------------------------------------------------

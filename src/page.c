@@ -276,12 +276,7 @@ bool hhi_quarantine_validate(const hh_heap_t* heap) {
     const hh_block_t* b = heap->quarantine[i];
     if (b == NULL) continue;
     const hh_page_t* page = hhi_lookup_page(hhi_ptr_segment(b), b);
-    bool intact = b->next == 0;
-    if (intact && HH_CHECK_FREED_ZERO) {
-      const uint64_t* words = (const uint64_t*)b;
-      for (size_t w = 1; w < page->block_size / sizeof(uint64_t) && intact; w++) intact = words[w] == 0;
-    }
-    if (!intact) {
+    if (b->next != 0 || (HH_CHECK_FREED_ZERO && !hhi_block_zero_past_link(page, b))) {
       hhi_report_write_after_free(page, b, 0);
       return false;
     }
