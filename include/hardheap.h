@@ -196,8 +196,17 @@ HH_API void hh_register_deferred_free(hh_deferred_free_fun* fn, void* arg);
  * with force, purge and release cached segments at once. */
 HH_API void hh_collect(bool force);
 
-/* Process-wide counters (bytes, or counts). Approximate while other threads
- * allocate concurrently; exact when called from a quiescent program. */
+/* Process-wide statistics. Bytes in use are counted from every page of
+ * every thread (live threads' heaps, abandoned segments, large and huge
+ * blocks, guarded samples), so they are exact in a quiescent program;
+ * while other threads run they are a snapshot that may lag by the frees
+ * those threads have not collected yet. Sizes are block sizes (what
+ * malloc_usable_size would say in the default build), not the requested
+ * sizes. Totals of allocations are kept per heap and added to the process
+ * totals on each heap's slow path, so another live thread's last few
+ * thousand allocations may be missing from them. Peaks of bytes in use are
+ * sampled (at every stats call and as the heap grows by segments), not
+ * tracked on every allocation: a short spike between samples is missed. */
 typedef struct hh_stats_s {
   size_t segments;           /* segments currently mapped (incl. huge and cached) */
   size_t segments_peak;      /* highest value of segments */
@@ -216,28 +225,45 @@ typedef struct hh_stats_s {
   size_t guarded_skipped;    /* samples not taken because the slots were all in use */
   size_t guarded_live;       /* guarded blocks live now */
   size_t guarded_quarantined; /* freed guarded blocks still kept inaccessible */
+  /* use by the program, all threads */
+  size_t in_use;             /* bytes of blocks allocated and not freed, all threads */
+  size_t in_use_peak;        /* highest value of in_use seen (sampled) */
+  size_t blocks_in_use;      /* blocks allocated and not freed */
+  size_t blocks_in_use_peak; /* highest value of blocks_in_use seen (sampled) */
+  size_t huge_in_use;        /* the part of in_use that is huge blocks (above 2 MiB, own mapping) */
+  size_t allocated_total;    /* bytes of all blocks ever allocated */
+  size_t freed_total;        /* bytes of all blocks ever freed (allocated_total - in_use) */
+  size_t allocations;        /* blocks ever allocated */
+  size_t frees;              /* blocks ever freed */
+  size_t rss;                /* resident set size of the process now (bytes; 0 if the OS does not say) */
+  size_t rss_peak;           /* highest resident set size of the process (bytes; 0 if unknown) */
+  size_t elapsed_ms;         /* milliseconds since hardheap initialised */
 } hh_stats_t;
 
-/* Fill *out with the current process-wide counters. */
+/* Fill *out with the current process-wide statistics (walks every
+ * segment: microseconds per GiB of heap; allocation-free). */
 HH_API void hh_stats_get(hh_stats_t* out);
 
-/* Per-size-class view of the calling thread's heap. */
+/* One size class, across all threads. */
 typedef struct hh_bin_stats_s {
   size_t block_size;         /* bytes per block in this class (0 = unused class) */
-  size_t pages;              /* pages of this class owned by the heap */
-  size_t blocks_used;        /* blocks allocated and not freed (approximate for remote frees) */
-  size_t blocks_capacity;    /* blocks the pages can hold */
+  size_t pages;              /* pages of this class in use by any heap */
+  size_t blocks_used;        /* blocks allocated and not freed */
+  size_t blocks_capacity;    /* blocks the pages can hold now (lazily extended) */
+  size_t bytes_used;         /* bytes of those blocks (a large block counts its own size) */
 } hh_bin_stats_t;
 
 /* Number of size classes; valid bins are 0 .. hh_bin_count()-1. */
 HH_API size_t hh_bin_count(void);
-/* Fill *out with the calling thread heap's numbers for bin; false if bin is
- * out of range. */
+/* Fill *out with the process-wide numbers of bin (huge blocks are in
+ * hh_stats_t.huge_in_use, not in a bin); false if bin is out of range. */
 HH_API bool hh_bin_stats_get(size_t bin, hh_bin_stats_t* out);
 
-/* Print statistics (process counters and the calling thread heap's size
- * classes) to stderr. Allocation-free, safe to call at any time. */
+/* Print statistics (the process counters and every size class in use) to
+ * stderr, or to fd. The header names the PID and the program. Allocation-free,
+ * safe to call at any time. */
 HH_API void hh_stats_print(void);
+HH_API void hh_stats_print_fd(int fd);
 
 /* ---- heap misuse ---------------------------------------------------------------
  * Every misuse the allocator can detect has one kind, one fixed message and

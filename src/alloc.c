@@ -1,8 +1,8 @@
 /* hardheap: the allocation entry points and the generic (slow) path.
  *
  * hh_malloc of up to 1 KiB is: load the thread's heap, load the direct page
- * for the size, pop its free list, one test (16 instructions in the fast
- * build, ret included). Larger sizes look at the first page of their size
+ * for the size, pop its free list, one test, count the block for the
+ * statistics (19 instructions in the fast build, ret included). Larger sizes look at the first page of their size
  * class before falling back to the generic path, which is also the
  * heartbeat that folds deferred work in (delayed frees, retired pages,
  * purging). */
@@ -28,6 +28,7 @@ static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t**
   }
   hh_tld_t* tld = heap->tld;
   tld->heartbeat++;
+  hhi_heap_stats_flush(heap);
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL) hhi_heap_delayed_free_all(heap);
   if (heap->retired_count != 0 && tld->heartbeat >= heap->retired_check) hhi_page_collect_retired(heap, false, false);
   if ((tld->heartbeat & 63) == 0) {
@@ -47,6 +48,13 @@ static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t**
   return page;
 }
 
+/* Count a block handed out (stats.c adds it to the process totals). The
+ * heap is the one the block came from: its first cache line is hot. */
+static inline void heap_count_alloc(hh_heap_t* heap, const hh_page_t* page) {
+  heap->alloc_bytes += page->block_size;
+  heap->alloc_count++;
+}
+
 /* The block of a page the generic path found: a single-block page has no
  * free list to pop. */
 static inline hh_block_t* page_take(hh_page_t* page) {
@@ -64,7 +72,10 @@ hh_noinline void* hhi_malloc_generic(hh_heap_t* heap, size_t size, bool zero, si
     if (page == NULL) return NULL;
     hh_block_t* block = page_take(page);
     /* NULL: a corrupted free list, reported and cut (HH_BLOCK_BITMAPS) */
-    if (hh_likely(block != NULL)) return hhi_block_hand_out(page, block, block, size, zero);
+    if (hh_likely(block != NULL)) {
+      heap_count_alloc(heap, page);
+      return hhi_block_hand_out(page, block, block, size, zero);
+    }
   }
 }
 
@@ -126,6 +137,7 @@ static inline void* page_malloc_aligned(hh_heap_t* heap, hh_page_t* page, size_t
   if (sample_due(heap)) return malloc_sample_or_generic(heap, size, zero, alignment);
   if (hh_unlikely(!hhi_page_head_ok(page, block))) return malloc_bad_head(heap, page, size, zero);
   hhi_page_take(page, block);
+  heap_count_alloc(heap, page);
   return hhi_block_hand_out(page, block, block, size, zero);
 }
 
@@ -191,6 +203,7 @@ static hh_block_t* heap_take(hh_heap_t* heap, size_t need, hh_page_t** ppage) {
     }
     hh_block_t* block = page_take(page);
     if (hh_likely(block != NULL)) {
+      heap_count_alloc(heap, page);
       *ppage = page;
       return block;
     }

@@ -46,6 +46,22 @@ static void out_signed(hh_outbuf_t* out, long long v) {
   }
 }
 
+/* Pad the conversion written since start to width: spaces (or zeros) in
+ * front, or spaces after it when left. */
+static void out_pad(hh_outbuf_t* out, size_t start, size_t width, bool left, bool zeros) {
+  size_t len = out->len - start;
+  if (len >= width) return;
+  size_t pad = width - len;
+  if (left) {
+    while (pad-- > 0) out_char(out, ' ');
+    return;
+  }
+  if (out->len + pad + 1 > out->size) pad = out->size - 1 - out->len;  /* truncated anyway */
+  for (size_t i = out->len; i-- > start;) out->buf[i + pad] = out->buf[i];
+  for (size_t i = 0; i < pad; i++) out->buf[start + i] = zeros ? '0' : ' ';
+  out->len += pad;
+}
+
 size_t hhi_vformat(char* buf, size_t size, const char* fmt, va_list args) {
   hh_outbuf_t out = {buf, size, 0};
   if (size == 0) return 0;
@@ -55,6 +71,13 @@ size_t hhi_vformat(char* buf, size_t size, const char* fmt, va_list args) {
       continue;
     }
     f++;
+    bool left = false, zeros = false;
+    for (; *f == '-' || *f == '0'; f++) {
+      if (*f == '-') left = true; else zeros = true;
+    }
+    size_t width = 0;
+    for (; *f >= '0' && *f <= '9'; f++) width = width * 10 + (size_t)(*f - '0');
+    size_t start = out.len;
     int longs = 0;  /* count of 'l'; 'z' is treated as size_t */
     bool is_size = false;
     while (*f == 'l' || *f == 'z') {
@@ -86,6 +109,7 @@ size_t hhi_vformat(char* buf, size_t size, const char* fmt, va_list args) {
       case 0: f--; break;  /* lone '%' at the end */
       default: out_char(&out, '%'); out_char(&out, *f); break;
     }
+    if (width != 0) out_pad(&out, start, width, left, zeros && !left);
   }
   out.buf[out.len] = 0;
   return out.len;
@@ -99,10 +123,10 @@ size_t hhi_format(char* buf, size_t size, const char* fmt, ...) {
   return n;
 }
 
-void hhi_write_stderr(const char* s, size_t len) {
+static void write_fd(int fd, const char* s, size_t len) {
   int saved_errno = errno;
   while (len > 0) {
-    ssize_t n = write(STDERR_FILENO, s, len);
+    ssize_t n = write(fd, s, len);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
@@ -111,6 +135,19 @@ void hhi_write_stderr(const char* s, size_t len) {
     len -= (size_t)n;
   }
   errno = saved_errno;
+}
+
+void hhi_write_stderr(const char* s, size_t len) {
+  write_fd(STDERR_FILENO, s, len);
+}
+
+void hhi_print_fd(int fd, const char* fmt, ...) {
+  char buf[HH_PRINT_MAX];
+  va_list args;
+  va_start(args, fmt);
+  size_t n = hhi_vformat(buf, sizeof(buf), fmt, args);
+  va_end(args);
+  write_fd(fd, buf, n);
 }
 
 void hhi_print(const char* fmt, ...) {

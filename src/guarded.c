@@ -328,6 +328,7 @@ static void* guarded_place(hh_heap_t* heap, size_t size, size_t alignment, bool 
   memcpy(slot->alloc_stack, frames, (size_t)depth * sizeof(void*));
   hhi_stat_add(&hhi_stats.guarded_sampled, NULL, 1);
   hhi_stat_add(&hhi_stats.guarded_live, NULL, 1);
+  hhi_stat_add(&hhi_stats.guarded_live_bytes, NULL, size);
   return block;
 }
 
@@ -350,7 +351,11 @@ void* hhi_guarded_malloc(hh_heap_t* heap, size_t size, bool zero, size_t alignme
   void* p = guarded_place(heap, size, alignment, left);
   placing = false;
   errno = saved_errno;
-  if (p != NULL) hhi_track_malloc(p, size, size, true);
+  if (p != NULL) {
+    heap->alloc_bytes += size;
+    heap->alloc_count++;
+    hhi_track_malloc(p, size, size, true);
+  }
   return p;
 }
 
@@ -545,6 +550,7 @@ void hhi_guarded_free(const hh_block_ref_t* ref, void* p) {
     return;  /* going on: the block is leaked */
   }
   hhi_track_free(p, p, slot->requested);
+  hhi_stat_sub(&hhi_stats.guarded_live_bytes, slot->requested);
   slot->free_thread = hhi_os_thread_id();
   slot->free_depth = (uint8_t)hhi_stack_capture(slot->free_stack, HH_GUARDED_STACK_DEPTH);
   /* inaccessible before anything else: a racing use faults from now on */

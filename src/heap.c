@@ -351,6 +351,7 @@ static void heap_absorb(hh_heap_t* into, hh_heap_t* from) {
 /* Unlink a first-class heap from its thread and return its memory to the pool. */
 static void heap_release(hh_heap_t* heap) {
   hh_tld_t* tld = heap->tld;
+  hhi_heap_stats_flush(heap);
   for (hh_heap_t** link = &tld->heaps; *link != NULL; link = &(*link)->next) {
     if (*link == heap) {
       *link = heap->next;
@@ -514,6 +515,7 @@ static void thread_done(void* value) {
   singles_release_all(heap);
   hhi_spans_thread_exit(tld);
   hhi_segments_thread_exit(tld);
+  hhi_heap_stats_flush(heap);
   hhi_heap_default = (hh_heap_t*)&hhi_heap_empty;
   if (heap == &hhi_heap_main) {
     heap_init(heap, &tld_main);  /* clean, but unowned: main_heap_claimed stays set */

@@ -9,19 +9,22 @@
 #include <pthread.h>
 
 bool hhi_process_is_initialized;
+uint64_t hhi_process_start_ms;
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
 
 /* Lock order: heaps (thread data, then singles), then the segment lock
  * (abandoned list, global cache), then the large-span lock, then the
- * guarded slots' lock. */
+ * guarded slots' lock, then the list of all segments. */
 static void fork_prepare(void) {
   hhi_heap_fork_prepare();
   hhi_segment_fork_prepare();
   hhi_span_fork_prepare();
   hhi_guarded_fork_prepare();
+  hhi_segment_registry_fork_prepare();
 }
 
 static void fork_release(void) {
+  hhi_segment_registry_fork_release();
   hhi_guarded_fork_release();
   hhi_span_fork_release();
   hhi_segment_fork_release();
@@ -38,6 +41,7 @@ static void fork_child(void) {
 
 static void process_init_once(void) {
   hhi_os_init();
+  hhi_process_start_ms = hhi_os_clock_ms();
   hhi_options_init();
   hhi_random_init();
   hhi_guarded_init();

@@ -67,6 +67,15 @@ extern _Atomic(uintptr_t) hhi_segment_map[HH_SEGMENT_MAP_BITS / 64];
 /* False if the address is beyond the map (then the segment is unusable). */
 bool hhi_segment_map_add(const hh_segment_t* segment);
 void hhi_segment_map_remove(const hh_segment_t* segment);
+/* The list of all segments but guarded ones, for statistics: a registered
+ * segment stays mapped until it is unregistered, which waits for a walk in
+ * progress. visit is called under the list's lock: it must not allocate
+ * or take another hardheap lock. */
+void hhi_segment_register(hh_segment_t* segment);
+void hhi_segment_unregister(hh_segment_t* segment);
+void hhi_segments_visit(void (*visit)(const hh_segment_t* segment, void* arg), void* arg);
+void hhi_segment_registry_fork_prepare(void);
+void hhi_segment_registry_fork_release(void);
 
 static inline bool hhi_segment_map_contains(const hh_segment_t* segment) {
   uintptr_t idx = (uintptr_t)segment >> HH_SEGMENT_SHIFT;
@@ -308,6 +317,7 @@ bool hhi_validate_heap(hh_heap_t* heap);
 
 /* ---- init.c ---------------------------------------------------------------------*/
 extern bool hhi_process_is_initialized;
+extern uint64_t hhi_process_start_ms;  /* hhi_os_clock_ms at initialisation (stats.c: elapsed time) */
 void hhi_process_init(void);
 
 /* ============================================================================

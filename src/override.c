@@ -66,18 +66,25 @@ HH_EXPORT int malloc_trim(size_t pad) {
 
 HH_EXPORT void malloc_stats(void) { hh_stats_print(); }
 
-/* glibc's fields mapped onto hardheap's counters: arena = address space
- * mapped, hblks/hblkhd = huge allocations, uordblks = committed bytes
- * (an upper bound of what is in use), fordblks = mapped but purged. */
+/* glibc's meanings on hardheap's numbers: arena = bytes held from the OS
+ * for ordinary blocks (committed, huge mappings left out), uordblks =
+ * bytes of those blocks in use, fordblks = the rest of arena (free bytes
+ * held), hblks/hblkhd = huge blocks (their own mappings) and their bytes,
+ * ordblks = blocks in use. */
 static struct mallinfo2 info_now(void) {
   hh_stats_t s;
   hh_stats_get(&s);
   struct mallinfo2 mi;
   memset(&mi, 0, sizeof(mi));
-  mi.arena = s.reserved;
+  size_t ordinary_in_use = s.in_use - s.huge_in_use;
+  size_t arena = s.committed > s.huge_in_use ? s.committed - s.huge_in_use : 0;
+  if (arena < ordinary_in_use) arena = ordinary_in_use;
+  mi.arena = arena;
+  mi.ordblks = s.blocks_in_use > s.huge_count ? s.blocks_in_use - s.huge_count : 0;
   mi.hblks = s.huge_count;
-  mi.uordblks = s.committed;
-  mi.fordblks = s.reserved > s.committed ? s.reserved - s.committed : 0;
+  mi.hblkhd = s.huge_in_use;
+  mi.uordblks = ordinary_in_use;
+  mi.fordblks = arena - ordinary_in_use;
   mi.keepcost = 0;
   return mi;
 }
@@ -90,7 +97,9 @@ HH_EXPORT struct mallinfo mallinfo(void) {
   memset(&mi, 0, sizeof(mi));
   /* the old structure has int fields: saturate rather than wrap */
   mi.arena = m2.arena > INT32_MAX ? INT32_MAX : (int)m2.arena;
+  mi.ordblks = m2.ordblks > INT32_MAX ? INT32_MAX : (int)m2.ordblks;
   mi.hblks = m2.hblks > INT32_MAX ? INT32_MAX : (int)m2.hblks;
+  mi.hblkhd = m2.hblkhd > INT32_MAX ? INT32_MAX : (int)m2.hblkhd;
   mi.uordblks = m2.uordblks > INT32_MAX ? INT32_MAX : (int)m2.uordblks;
   mi.fordblks = m2.fordblks > INT32_MAX ? INT32_MAX : (int)m2.fordblks;
   return mi;

@@ -13,7 +13,8 @@
 #include <stdarg.h>
 
 /* ---- format.c -----------------------------------------------------------------
- * A tiny vsnprintf: %s %c %d %u %x %p %% with l, ll and z. Returns the
+ * A tiny vsnprintf: %s %c %d %u %x %p %% with l, ll and z, a width and the
+ * flags - and 0. Returns the
  * length written (at most size - 1, always NUL-terminated when size > 0). */
 size_t hhi_vformat(char* buf, size_t size, const char* fmt, va_list args);
 size_t hhi_format(char* buf, size_t size, const char* fmt, ...) hhi_attr_printf(3, 4);
@@ -21,6 +22,8 @@ size_t hhi_format(char* buf, size_t size, const char* fmt, ...) hhi_attr_printf(
 void hhi_write_stderr(const char* s, size_t len);
 /* A formatted message to stderr, no prefix, no newline added. */
 void hhi_print(const char* fmt, ...) hhi_attr_printf(1, 2);
+/* The same to fd (statistics reports). */
+void hhi_print_fd(int fd, const char* fmt, ...) hhi_attr_printf(2, 3);
 
 /* ---- report.c -------------------------------------------------------------------*/
 /* "hardheap: <fmt>" when VERBOSE is on. */

@@ -438,6 +438,7 @@ hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t hu
     hh_segment_t* cached = segment_cache_pop(tld, kind);
     if (cached != NULL) {
       tld->segments.count++;
+      hhi_stats_segment_grew();
       return cached;
     }
   }
@@ -477,6 +478,7 @@ hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t hu
     return NULL;
   }
   segment_setup(segment, tld, kind, segment_size, info, block_offset);
+  hhi_segment_register(segment);
   hhi_track_segment_map(segment, info, segment_size);
   segment_protect(segment);
   segment->guard_interval = guard_interval_now(kind);
@@ -487,6 +489,7 @@ hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t hu
   hhi_stat_add(&hhi_stats.reserved, &hhi_stats.reserved_peak, segment_size);
   hhi_stat_add(&hhi_stats.committed, &hhi_stats.committed_peak, segment_size);
   if (kind == HH_SEGMENT_HUGE) hhi_stat_add(&hhi_stats.huge_count, NULL, 1);
+  hhi_stats_segment_grew();
   return segment;
 }
 
@@ -503,6 +506,7 @@ void hhi_segment_unmap(hh_segment_t* segment) {
     (void)hhi_segment_page_area(segment, &segment->pages[i], &size);
     purged_bytes += size;
   }
+  hhi_segment_unregister(segment);
   hhi_segment_map_remove(segment);
   if (segment->tld != NULL) segment->tld->segments.purge_pending -= segment->purge_pending;
   hhi_stat_sub(&hhi_stats.segments, 1);

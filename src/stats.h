@@ -15,6 +15,11 @@ typedef struct hh_stat_counters_s {
   _Atomic(size_t) guards;                                    /* guard pages between pages now (HH_GUARD_PAGES) */
   _Atomic(size_t) guarded_sampled, guarded_skipped;          /* guarded samples taken, not taken (totals) */
   _Atomic(size_t) guarded_live, guarded_quarantined;         /* guarded slots live, in quarantine now */
+  _Atomic(size_t) guarded_live_bytes;                        /* requested bytes of the live guarded blocks */
+  _Atomic(size_t) allocated_bytes, allocated_blocks;         /* totals flushed from the heaps */
+  _Atomic(size_t) in_use_peak, blocks_in_use_peak;           /* highest in-use values a walk saw */
+  _Atomic(size_t) rss_peak_seen;                             /* highest RSS the OS reported to a stats call */
+  _Atomic(size_t) grow_events;                               /* segment allocations since the last walk */
 } hh_stat_counters_t;
 extern hh_stat_counters_t hhi_stats;
 
@@ -31,5 +36,13 @@ static inline void hhi_stat_add(_Atomic(size_t)* counter, _Atomic(size_t)* peak,
 static inline void hhi_stat_sub(_Atomic(size_t)* counter, size_t delta) {
   atomic_fetch_sub_explicit(counter, delta, memory_order_relaxed);
 }
+
+/* Add a heap's allocation counts to the process totals (its slow path,
+ * and before the heap goes away). */
+struct hh_heap_s;
+void hhi_heap_stats_flush(struct hh_heap_s* heap);
+/* The heap grew by a segment: now and then, walk the segments to sample
+ * the peak in use (amortised: a walk per segments/32 growths). */
+void hhi_stats_segment_grew(void);
 
 #endif /* HH_STATS_H */

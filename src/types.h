@@ -164,6 +164,9 @@ struct hh_segment_s {
   uint64_t span_resident;           /* large: bit i set = slice i's memory may be resident (not purged) */
   uint64_t span_zero;               /* large: bit i set = slice i is known to read as zero */
   uint64_t span_purge_at;           /* large: ms time to purge the free resident slices, 0 = none */
+  hh_segment_t* all_next;           /* the list of every small, medium, large and huge segment
+                                       (segment_map.c), under its lock: statistics walk it */
+  hh_segment_t* all_prev;           /* previous in that list */
   hh_page_t pages[];                /* page descriptors, page_count of them */
 };
 
@@ -255,8 +258,13 @@ typedef struct hh_page_queue_s {
  *   pages_direct[w] == first page of pages[bin(w*16)], or &hh_page_empty. */
 struct hh_heap_s {
   hh_tld_t* tld;                                 /* thread-local data of the owning thread */
+  size_t alloc_count;                            /* blocks handed out since the last flush into the
+                                                    process totals (stats.c:hhi_heap_stats_flush); not
+                                                    next to alloc_bytes, so the two adds of the fast path
+                                                    stay two adds and are not merged into vector code */
   uint64_t guarded_countdown;                    /* HH_GUARDED: allocations until the next sample (0 never
                                                     stays: UINT64_MAX when this heap does not sample) */
+  size_t alloc_bytes;                            /* block bytes handed out since the last flush */
   hh_page_t* pages_direct[HH_PAGES_DIRECT];      /* fast path: wsize -> page to allocate from */
   hh_page_queue_t pages[HH_BIN_COUNT];           /* per-bin page queues (+ unused huge slot) + full */
   _Atomic(hh_block_t*) thread_delayed_free;      /* remote frees into full pages (free.c) */
