@@ -390,6 +390,9 @@ typedef enum hh_option_e {
                                      skipped and counted (1024) */
   hh_option_guarded_quarantine,   /* GUARDED_QUARANTINE: freed guarded blocks kept inaccessible before
                                      their slot is used again (256) */
+  hh_option_background_purge,     /* BACKGROUND_PURGE: a background thread returns the memory of idle
+                                     threads within the purge delay (1); started on a slow path once
+                                     the process holds 2 segments, never before its constructors ran */
   hh_option_count_                /* number of options */
 } hh_option_t;
 

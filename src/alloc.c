@@ -26,6 +26,7 @@ static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t**
     }
     *pheap = heap;
   }
+  hhi_purger_maybe_start();  /* first: nothing is held here, and starting it may allocate */
   hh_tld_t* tld = heap->tld;
   tld->heartbeat++;
   hhi_heap_stats_flush(heap);

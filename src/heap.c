@@ -88,6 +88,13 @@ static hh_thread_data_t* thread_data_alloc(void) {
   return td;
 }
 
+void hhi_tlds_visit(void (*visit)(hh_tld_t* tld, void* arg), void* arg) {
+  pthread_mutex_lock(&thread_data_lock);
+  visit(&tld_main, arg);
+  for (hh_thread_data_t* td = thread_data_all; td != NULL; td = td->next_all) visit(&td->tld, arg);
+  pthread_mutex_unlock(&thread_data_lock);
+}
+
 static void thread_data_release(hh_thread_data_t* td) {
   pthread_mutex_lock(&thread_data_lock);
   td->next_free = thread_data_free;
@@ -110,12 +117,16 @@ hh_heap_t* hhi_heap_thread_init(void) {
     heap = &td->heap;
     tld = &td->tld;
   }
-  memset(tld, 0, sizeof(*tld));
+  /* the purger may still be looking at a previous thread's use of it */
+  hhi_tld_lock(tld);
+  memset(tld, 0, offsetof(hh_tld_t, lock_owner));
   tld->thread_id = hhi_thread_id();
   heap_init(heap, tld);
   tld->heap_backing = heap;
   hhi_chacha_derive(&tld->address_stream, &heap->keys_stream, 3);
   tld->choice_state = hhi_chacha_next(&tld->address_stream);
+  atomic_store_explicit(&tld->active, true, memory_order_relaxed);
+  hhi_tld_unlock(tld);
   hhi_heap_default = heap;
   /* after setting the default: pthread_setspecific may itself allocate */
   if (thread_key_ready) pthread_setspecific(thread_key, heap);
@@ -515,6 +526,9 @@ static void thread_done(void* value) {
   singles_release_all(heap);
   hhi_spans_thread_exit(tld);
   hhi_segments_thread_exit(tld);
+  hhi_tld_lock(tld);
+  atomic_store_explicit(&tld->active, false, memory_order_relaxed);
+  hhi_tld_unlock(tld);
   hhi_heap_stats_flush(heap);
   hhi_heap_default = (hh_heap_t*)&hhi_heap_empty;
   if (heap == &hhi_heap_main) {

@@ -12,10 +12,11 @@ bool hhi_process_is_initialized;
 uint64_t hhi_process_start_ms;
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
 
-/* Lock order: heaps (thread data, then singles), then the segment lock
+/* Lock order: the purger's round, then heaps (thread data, then singles), then the segment lock
  * (abandoned list, global cache), then the large-span lock, then the
  * guarded slots' lock, then the list of all segments. */
 static void fork_prepare(void) {
+  hhi_purger_fork_prepare();
   hhi_heap_fork_prepare();
   hhi_segment_fork_prepare();
   hhi_span_fork_prepare();
@@ -23,7 +24,7 @@ static void fork_prepare(void) {
   hhi_segment_registry_fork_prepare();
 }
 
-static void fork_release(void) {
+static void fork_release_allocator(void) {
   hhi_segment_registry_fork_release();
   hhi_guarded_fork_release();
   hhi_span_fork_release();
@@ -31,11 +32,17 @@ static void fork_release(void) {
   hhi_heap_fork_release();
 }
 
+static void fork_release(void) {
+  fork_release_allocator();
+  hhi_purger_fork_parent();
+}
+
 /* The child also gets fresh random streams: a forking server's children
  * must not share their future keys, shuffle orders and addresses with
  * each other and with the parent. */
 static void fork_child(void) {
-  fork_release();
+  fork_release_allocator();
+  hhi_purger_fork_child();
   hhi_heap_fork_child_reseed();
 }
 
@@ -61,6 +68,7 @@ __attribute__((constructor)) static void hh_library_constructor(void) {
   hhi_process_init();
   (void)hhi_heap_thread_init();
   hhi_guarded_start();  /* libc is up now */
+  hhi_process_started = true;  /* threads may be started now (purge.c) */
 }
 
 __attribute__((destructor)) static void hh_library_destructor(void) {

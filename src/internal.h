@@ -287,6 +287,36 @@ void hhi_heap_delayed_free_all(hh_heap_t* heap);
 /* Expire and purge the segment layer's memory held for tld (all with force). */
 void hhi_tld_collect(hh_tld_t* tld, bool force);
 
+/* ---- purge.c: the background purger ----------------------------------------------
+ * One thread, started lazily from the allocation slow path, that runs the
+ * expired purges of threads which stopped allocating (they would otherwise
+ * keep their freed memory until their next slow path). */
+extern _Atomic(int) hhi_purger_state;  /* HH_PURGER_*: read on every slow path */
+#define HH_PURGER_NONE 0      /* not started (yet, or in a forked child) */
+#define HH_PURGER_RUNNING 1   /* started, or being started */
+#define HH_PURGER_OFF 2       /* BACKGROUND_PURGE=0, PURGE_DELAY <= 0, or it could not start */
+void hhi_purger_start(void);
+static inline void hhi_purger_maybe_start(void) {
+  if (hh_likely(atomic_load_explicit(&hhi_purger_state, memory_order_relaxed) != HH_PURGER_NONE)) return;
+  hhi_purger_start();
+}
+/* A purge was scheduled for later: wake the purger if it sleeps. */
+extern _Atomic(bool) hhi_purger_sleeping;
+void hhi_purger_wake(void);
+static inline void hhi_purger_notify(void) {
+  atomic_thread_fence(memory_order_seq_cst);  /* the scheduled purge, then the flag (purge.c) */
+  if (hh_unlikely(atomic_load_explicit(&hhi_purger_sleeping, memory_order_relaxed))) hhi_purger_wake();
+}
+void hhi_purger_fork_prepare(void);
+void hhi_purger_fork_parent(void);
+void hhi_purger_fork_child(void);
+/* The constructor has run: threads may be started (init.c). */
+extern bool hhi_process_started;
+/* heap.c: call visit on every thread's data (under the thread data lock). */
+void hhi_tlds_visit(void (*visit)(hh_tld_t* tld, void* arg), void* arg);
+/* span.c: some large segment has a purge scheduled. */
+bool hhi_spans_purge_pending(void);
+
 /* ---- alloc.c --------------------------------------------------------------------*/
 void* hhi_malloc_generic(hh_heap_t* heap, size_t size, bool zero, size_t alignment);
 
@@ -335,6 +365,40 @@ static inline uintptr_t hhi_thread_id(void) {
   tp = (uintptr_t)&hhi_heap_default;
 #endif
   return tp;
+}
+
+/* ---- the segment-layer lock of a thread (segment.c) -----------------------------
+ * Every segment.c / span.c entry point that touches a thread's segment
+ * queues, caches or span cache holds that thread's lock; the owner takes it
+ * uncontended (one atomic compare-and-swap) unless the background purger
+ * (purge.c) is purging for it. Recursive: entry points call each other. */
+void hhi_tld_lock_wait(hh_tld_t* tld, uintptr_t me);
+static inline void hhi_tld_lock(hh_tld_t* tld) {
+  if (tld == NULL) return;
+  uintptr_t me = hhi_thread_id();
+  if (atomic_load_explicit(&tld->lock_owner, memory_order_relaxed) == me) {
+    tld->lock_depth++;
+    return;
+  }
+  uintptr_t expected = 0;
+  if (hh_unlikely(!atomic_compare_exchange_strong_explicit(&tld->lock_owner, &expected, me, memory_order_acquire,
+                                                           memory_order_relaxed))) {
+    hhi_tld_lock_wait(tld, me);
+  }
+  tld->lock_depth = 1;
+}
+static inline bool hhi_tld_trylock(hh_tld_t* tld) {
+  uintptr_t expected = 0;
+  if (!atomic_compare_exchange_strong_explicit(&tld->lock_owner, &expected, hhi_thread_id(), memory_order_acquire,
+                                               memory_order_relaxed)) {
+    return false;
+  }
+  tld->lock_depth = 1;
+  return true;
+}
+static inline void hhi_tld_unlock(hh_tld_t* tld) {
+  if (tld == NULL) return;
+  if (--tld->lock_depth == 0) atomic_store_explicit(&tld->lock_owner, 0, memory_order_release);
 }
 
 static inline hh_heap_t* hhi_get_default_heap(void) {

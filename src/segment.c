@@ -12,6 +12,22 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
+
+/* ---- the thread's segment-layer lock (internal.h:hhi_tld_lock) -------------
+ * Held only for short bookkeeping and a few madvise calls, so a waiter
+ * spins a little, then yields. */
+void hhi_tld_lock_wait(hh_tld_t* tld, uintptr_t me) {
+  for (unsigned spins = 0;; spins++) {
+    uintptr_t expected = 0;
+    if (atomic_load_explicit(&tld->lock_owner, memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_weak_explicit(&tld->lock_owner, &expected, me, memory_order_acquire,
+                                              memory_order_relaxed)) {
+      return;
+    }
+    if (spins < 64) __builtin_ia32_pause(); else sched_yield();
+  }
+}
 
 /* ---- geometry -------------------------------------------------------------
  * [header | page descriptors | block bitmaps | guard] [blocks ...] [guard]
@@ -221,6 +237,7 @@ void hhi_segment_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool for
       if (segment->tld != NULL) segment->tld->segments.purge_pending++;
     }
     page->purge_expire = hhi_os_clock_ms() + (uint64_t)delay;
+    hhi_purger_notify();
   }
 }
 
@@ -363,7 +380,7 @@ static void global_cache_flush(void) {
  * up to HH_GLOBAL_CACHE_MAX x 4 MiB resident on top of the live heaps
  * (larson at 2 threads: 24 MiB peak RSS against 16.5 MiB purged, for about
  * 15% more time). */
-void hhi_segments_thread_exit(hh_tld_t* tld) {
+static void segments_thread_exit_under_lock(hh_tld_t* tld) {
   hhi_segments_collect(tld, false);
   while (tld->segments.cache != NULL) {
     hh_segment_t* segment = tld->segments.cache;
@@ -433,7 +450,7 @@ static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
   return segment;
 }
 
-hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t huge_block, size_t alignment) {
+static hh_segment_t* segment_alloc_under_lock(hh_tld_t* tld, hh_segment_kind_t kind, size_t huge_block, size_t alignment) {
   if (kind != HH_SEGMENT_HUGE) {
     hh_segment_t* cached = segment_cache_pop(tld, kind);
     if (cached != NULL) {
@@ -521,7 +538,7 @@ void hhi_segment_unmap(hh_segment_t* segment) {
  * is over its bound the oldest entry is unmapped, not the new one: the new
  * one still has resident memory that the next segment request reuses
  * without page faults, the old one has most likely been purged already. */
-void hhi_segment_cache_push(hh_tld_t* tld, hh_segment_t* segment) {
+static void segment_cache_push_under_lock(hh_tld_t* tld, hh_segment_t* segment) {
   segment->next = tld->segments.cache;
   segment->prev = NULL;
   tld->segments.cache = segment;
@@ -616,7 +633,7 @@ static hh_page_t* segment_find_free_page(hh_segment_t* segment, size_t bin) {
   return &segment->pages[pick];
 }
 
-hh_page_t* hhi_segment_page_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t bin) {
+static hh_page_t* segment_page_alloc_under_lock(hh_tld_t* tld, hh_segment_kind_t kind, size_t bin) {
   hh_segment_queue_t* q = kind == HH_SEGMENT_SMALL ? &tld->segments.small_free : &tld->segments.medium_free;
   hh_segment_t* segment = q->first;
   if (segment == NULL) {
@@ -631,7 +648,7 @@ hh_page_t* hhi_segment_page_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t 
   return page;
 }
 
-void hhi_segment_page_free(hh_page_t* page, bool force) {
+static void segment_page_free_under_lock(hh_page_t* page, bool force) {
   hh_segment_t* segment = hhi_page_segment(page);
   hh_tld_t* tld = segment->tld;
   hhi_stat_sub(&hhi_stats.pages, 1);
@@ -663,7 +680,7 @@ void hhi_segment_page_free(hh_page_t* page, bool force) {
   }
 }
 
-void hhi_segments_collect(hh_tld_t* tld, bool force) {
+static void segments_collect_under_lock(hh_tld_t* tld, bool force) {
   if (!force && tld->segments.purge_pending == 0) return;
   uint64_t now = hhi_os_clock_ms();
   hh_segment_queue_t* queues[2] = {&tld->segments.small_free, &tld->segments.medium_free};
@@ -686,7 +703,7 @@ void hhi_segments_collect(hh_tld_t* tld, bool force) {
 }
 
 /* ---- huge blocks: a segment each -----------------------------------------------*/
-hh_page_t* hhi_segment_huge_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
+static hh_page_t* segment_huge_alloc_under_lock(hh_tld_t* tld, size_t block_size, size_t alignment) {
   hh_segment_t* segment = hhi_segment_alloc(tld, HH_SEGMENT_HUGE, block_size, alignment);
   if (segment == NULL) return NULL;
   /* Huge segments have no owner: any thread's free releases them (the
@@ -772,7 +789,7 @@ static _Atomic(size_t) abandoned_count;
  * the moment it is published: first every segment is detached from its
  * thread while the exiting thread still walks its pages, then all are
  * published at once, after which the exiting thread touches none of them. */
-void hhi_segment_abandon_prepare(hh_segment_t* segment, hh_segment_t** list) {
+static void segment_abandon_prepare_under_lock(hh_segment_t* segment, hh_segment_t** list) {
   hh_tld_t* tld = segment->tld;
   if (tld == NULL) return;  /* already on the list */
   if (segment->in_free_queue) segment_queue_remove(free_queue_of(tld, segment), segment);
@@ -806,7 +823,7 @@ size_t hhi_segments_abandoned_count(void) {
   return atomic_load_explicit(&abandoned_count, memory_order_relaxed);
 }
 
-hh_segment_t* hhi_segment_reclaim_take(hh_tld_t* tld) {
+static hh_segment_t* segment_reclaim_take_under_lock(hh_tld_t* tld) {
   if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return NULL;
   pthread_mutex_lock(&segments_lock);
   hh_segment_t* segment = abandoned;
@@ -824,7 +841,7 @@ hh_segment_t* hhi_segment_reclaim_take(hh_tld_t* tld) {
   return segment;
 }
 
-void hhi_segment_reclaim_done(hh_segment_t* segment) {
+static void segment_reclaim_done_under_lock(hh_segment_t* segment) {
   hh_segment_queue_t* q = free_queue_of(segment->tld, segment);
   if (segment->free_slots != 0 && q != NULL && !segment->in_free_queue) segment_queue_push(q, segment);
 }
@@ -849,4 +866,79 @@ bool hhi_segment_huge_resize(const hh_page_t* page, size_t newsize) {
   /* block_size is the whole mapping: it can only shrink, and not below half
    * (then a smaller block lets the memory go when this one is freed) */
   return newsize <= page->block_size && newsize >= page->block_size / 2;
+}
+
+/* ---- the entry points, under the thread's segment-layer lock ------------------*/
+void hhi_segments_thread_exit(hh_tld_t* tld) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  segments_thread_exit_under_lock(tld);
+  hhi_tld_unlock(locked);
+}
+
+hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t huge_block, size_t alignment) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  hh_segment_t* result = segment_alloc_under_lock(tld, kind, huge_block, alignment);
+  hhi_tld_unlock(locked);
+  return result;
+}
+
+void hhi_segment_cache_push(hh_tld_t* tld, hh_segment_t* segment) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  segment_cache_push_under_lock(tld, segment);
+  hhi_tld_unlock(locked);
+}
+
+hh_page_t* hhi_segment_page_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t bin) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  hh_page_t* result = segment_page_alloc_under_lock(tld, kind, bin);
+  hhi_tld_unlock(locked);
+  return result;
+}
+
+void hhi_segment_page_free(hh_page_t* page, bool force) {
+  hh_tld_t* locked = hhi_page_segment(page)->tld;
+  hhi_tld_lock(locked);
+  segment_page_free_under_lock(page, force);
+  hhi_tld_unlock(locked);
+}
+
+void hhi_segments_collect(hh_tld_t* tld, bool force) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  segments_collect_under_lock(tld, force);
+  hhi_tld_unlock(locked);
+}
+
+hh_page_t* hhi_segment_huge_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  hh_page_t* result = segment_huge_alloc_under_lock(tld, block_size, alignment);
+  hhi_tld_unlock(locked);
+  return result;
+}
+
+void hhi_segment_abandon_prepare(hh_segment_t* segment, hh_segment_t** list) {
+  hh_tld_t* locked = segment->tld;
+  hhi_tld_lock(locked);
+  segment_abandon_prepare_under_lock(segment, list);
+  hhi_tld_unlock(locked);
+}
+
+hh_segment_t* hhi_segment_reclaim_take(hh_tld_t* tld) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  hh_segment_t* result = segment_reclaim_take_under_lock(tld);
+  hhi_tld_unlock(locked);
+  return result;
+}
+
+void hhi_segment_reclaim_done(hh_segment_t* segment) {
+  hh_tld_t* locked = segment->tld;
+  hhi_tld_lock(locked);
+  segment_reclaim_done_under_lock(segment);
+  hhi_tld_unlock(locked);
 }

@@ -315,6 +315,7 @@ static bool span_cache_put(hh_tld_t* tld, hh_page_t* page) {
   page->purge_expire = delay < 0 ? UINT64_MAX : hhi_os_clock_ms() + (uint64_t)delay;
   tld->segments.span_cache[tld->segments.span_cache_count++] = page;
   tld->segments.span_cache_slices += page->span_slices;
+  if (delay > 0) hhi_purger_notify();
   return true;
 }
 
@@ -362,7 +363,7 @@ bool hhi_span_can_hold(size_t block_size, size_t alignment) {
   return start + span_slices_for(block_size) <= end;
 }
 
-hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t need, size_t alignment) {
+static hh_page_t* span_alloc_under_lock(hh_tld_t* tld, size_t need, size_t alignment) {
   size_t count = span_slices_for(need);
   size_t align_slices = span_align_slices(alignment);
   hh_assert(count < HH_SPAN_SLICES && align_slices <= HH_SPAN_SLICES / 2);
@@ -441,6 +442,7 @@ static void span_release(hh_segment_t* segment, hh_page_t* page, hh_tld_t* tld) 
   } else if (delay > 0) {
     if (segment->span_purge_at == 0) atomic_fetch_add_explicit(&large_purge_pending, 1, memory_order_relaxed);
     segment->span_purge_at = hhi_os_clock_ms() + (uint64_t)delay;
+    hhi_purger_notify();
   }
   if (segment->used == 0 && ++large_empty_count > HH_LARGE_EMPTY_KEEP) {
     large_segment_detach(segment);
@@ -452,7 +454,7 @@ static void span_release(hh_segment_t* segment, hh_page_t* page, hh_tld_t* tld) 
 
 
 /* ---- the block moments of a span (free.c, alloc.c) ------------------------------*/
-void hhi_span_free(hh_page_t* page, hh_tld_t* tld) {
+static void span_free_under_lock(hh_page_t* page, hh_tld_t* tld) {
   if (tld == NULL || !span_cache_put(tld, page)) span_release(hhi_page_segment(page), page, tld);
 }
 
@@ -487,16 +489,20 @@ bool hhi_span_resize(hh_page_t* page, size_t newsize) {
   return grown;
 }
 
-void hhi_spans_collect(hh_tld_t* tld, bool force) {
+static void spans_collect_under_lock(hh_tld_t* tld, bool force) {
   if (tld != NULL && tld->segments.span_cache_count != 0) {
     span_cache_release(tld, force ? 0 : hhi_os_clock_ms(), force);
   }
   large_segments_collect(force, tld);
 }
 
-void hhi_spans_thread_exit(hh_tld_t* tld) {
+static void spans_thread_exit_under_lock(hh_tld_t* tld) {
   span_cache_release(tld, 0, true);
   large_segments_collect(false, tld);
+}
+
+bool hhi_spans_purge_pending(void) {
+  return atomic_load_explicit(&large_purge_pending, memory_order_relaxed) != 0;
 }
 
 void hhi_span_fork_prepare(void) {
@@ -535,4 +541,34 @@ bool hhi_span_validate_segment(const hh_segment_t* segment) {
                                                 .segment = segment,
                                                 .size_class = where->block_size});
   return false;
+}
+
+/* ---- the entry points, under the thread's segment-layer lock ------------------*/
+hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t need, size_t alignment) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  hh_page_t* result = span_alloc_under_lock(tld, need, alignment);
+  hhi_tld_unlock(locked);
+  return result;
+}
+
+void hhi_span_free(hh_page_t* page, hh_tld_t* tld) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  span_free_under_lock(page, tld);
+  hhi_tld_unlock(locked);
+}
+
+void hhi_spans_collect(hh_tld_t* tld, bool force) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  spans_collect_under_lock(tld, force);
+  hhi_tld_unlock(locked);
+}
+
+void hhi_spans_thread_exit(hh_tld_t* tld) {
+  hh_tld_t* locked = tld;
+  hhi_tld_lock(locked);
+  spans_thread_exit_under_lock(tld);
+  hhi_tld_unlock(locked);
 }

@@ -319,6 +319,13 @@ struct hh_tld_s {
   uint64_t choice_state;           /* splitmix64 state of random page-slot and span choices
                                       (HH_RANDOM_SLOTS), seeded from address_stream */
   hh_segments_tld_t segments;      /* segment queues and cache */
+  /* last: kept when a thread's data is reused (heap.c:hhi_heap_thread_init
+   * clears the fields above under this lock) */
+  _Atomic(uintptr_t) lock_owner;   /* the segment-layer lock: hhi_thread_id of the holder, 0 = free;
+                                      the owner takes it around every segment.c/span.c call, the
+                                      background purger (purge.c) to purge for an idle thread */
+  uint32_t lock_depth;             /* nested acquisitions by the holder */
+  _Atomic(bool) active;            /* a live thread's data: the purger looks at it */
 };
 
 /* ---- pointer lookups ---------------------------------------------------------
