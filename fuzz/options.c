@@ -5,7 +5,7 @@
  * name made of input bytes) and the value that follows up to a NUL. The
  * harness clears every HARDHEAP_/MIMALLOC_ variable, sets the entries,
  * puts every option back to its documented default, runs the parser
- * (hhi_options_init, the function process start runs; called directly,
+ * (hhi_options_init and hhi_options_warn, what process start runs; called directly,
  * which the static library allows: no testing hook was needed) with
  * stderr captured, and checks against an independent reading of the
  * documented rules (README "Options", docs/design.md section 9):
@@ -120,6 +120,7 @@ static void run_parser(char* out, size_t size) {
   int saved = dup(2);
   FUZZ_CHECK(saved >= 0 && dup2(fd, 2) == 2);
   hhi_options_init();
+  hhi_options_warn();
   FUZZ_CHECK(dup2(saved, 2) == 2);
   close(saved);
   ssize_t n = pread(fd, out, size - 1, 0);

@@ -39,6 +39,8 @@ static void fork_child(void) {
 static void process_init_once(void) {
   hhi_os_init();
   hhi_options_init();
+  hhi_error_file_open(hhi_option_error_file());  /* before any warning */
+  hhi_options_warn();
   hhi_random_init();
   hhi_guarded_init();
   hhi_heap_process_init();

@@ -1,9 +1,11 @@
 /* hardheap: run-time options.
  *
- * One table holds every option's name, default and limits. The environment
- * is read once at process start (HARDHEAP_<NAME>, then the alias
- * MIMALLOC_<NAME>); hh_option_set changes a value later. getenv is used
- * because it does not allocate and works before libc's constructors ran. */
+ * One table holds every integer option's name, default and limits; the
+ * one string option, ERROR_FILE, sits beside it.
+ * The environment is read once at process start, here only (env_lookup:
+ * HARDHEAP_<NAME>, then the alias MIMALLOC_<NAME>); hh_option_set changes
+ * an integer value later. getenv is used because it does not allocate and
+ * works before libc's constructors ran. */
 #include "config.h"
 #include "options.h"
 #include "report.h"
@@ -15,6 +17,8 @@
 
 extern char** environ;
 
+static const char* const env_prefixes[] = {"HARDHEAP_", "MIMALLOC_"};
+
 typedef struct hh_option_desc_s {
   long value;          /* current value */
   long default_value;  /* value when the environment says nothing */
@@ -22,6 +26,12 @@ typedef struct hh_option_desc_s {
   bool is_bool;        /* accepts on/off words */
   const char* name;    /* NAME in HARDHEAP_NAME / MIMALLOC_NAME */
 } hh_option_desc_t;
+
+/* What the environment did to an option. */
+typedef struct hh_option_origin_s {
+  unsigned char refused_prefix;  /* env_prefixes index of refused */
+  const char* refused;           /* a value that was refused (until hhi_options_warn) */
+} hh_option_origin_t;
 
 /* In hh_option_t order (checked in hh_options_init). */
 static hh_option_desc_t options[hh_option_count_] = {
@@ -44,6 +54,15 @@ static hh_option_desc_t options[hh_option_count_] = {
   [hh_option_guarded_slots] = {1024, 1024, 1, 65536, false, "GUARDED_SLOTS"},
   [hh_option_guarded_quarantine] = {256, 256, 0, 65536, false, "GUARDED_QUARANTINE"},
 };
+static hh_option_origin_t origins[hh_option_count_];
+
+/* ERROR_FILE: a file name (a pattern: %p is the PID), copied out of the
+ * environment; "" = none. init.c opens it (hhi_error_file_open). */
+static struct {
+  char value[HH_ERROR_FILE_NAME_MAX];
+  hh_option_origin_t origin;  /* refused: too long */
+} error_file;
+static const char error_file_name[] = "ERROR_FILE";
 
 static bool str_ieq(const char* a, const char* b) {
   for (; *a != 0 && *b != 0; a++, b++) {
@@ -78,23 +97,50 @@ static bool parse_value(const char* s, bool is_bool, long* out) {
   return true;
 }
 
-static void option_read_env(hh_option_desc_t* desc) {
-  char name[64];
-  const char* prefixes[] = {"HARDHEAP_", "MIMALLOC_"};
-  for (size_t i = 0; i < 2; i++) {
-    hhi_format(name, sizeof(name), "%s%s", prefixes[i], desc->name);
-    const char* s = getenv(name);
+/* The one place the environment is read: the value of HARDHEAP_<name>, or
+ * of MIMALLOC_<name> when that is unset or empty; *prefix says which.
+ * unsafe_in_setuid: not read in a setuid or setgid program (secure_getenv),
+ * where whoever runs it sets the environment. */
+static const char* env_lookup(const char* name, bool unsafe_in_setuid, unsigned char* prefix) {
+  for (unsigned char i = 0; i < 2; i++) {
+    char var[64];
+    hhi_format(var, sizeof(var), "%s%s", env_prefixes[i], name);
+    const char* s = unsafe_in_setuid ? secure_getenv(var) : getenv(var);
     if (s == NULL || *s == 0) continue;
-    long v;
-    if (!parse_value(s, desc->is_bool, &v) || v < desc->min || v > desc->max) {
-      /* printed unconditionally: a user who set an option wants to know */
-      hhi_print("hardheap: warning: ignoring %s=\"%s\": expected %s in [%ld, %ld]; using %ld\n", name, s,
-               desc->is_bool ? "a boolean" : "an integer", desc->min, desc->max, desc->value);
-      return;
-    }
-    desc->value = v;
-    return;  /* HARDHEAP_ wins over the alias */
+    *prefix = i;
+    return s;  /* HARDHEAP_ wins over the alias, also with a bad value */
   }
+  return NULL;
+}
+
+static void option_read_env(hh_option_desc_t* desc, hh_option_origin_t* origin) {
+  unsigned char prefix = 0;
+  origin->refused = NULL;
+  const char* s = env_lookup(desc->name, false, &prefix);
+  if (s == NULL) return;
+  long v;
+  if (!parse_value(s, desc->is_bool, &v) || v < desc->min || v > desc->max) {
+    origin->refused = s;  /* the value stays */
+    origin->refused_prefix = prefix;
+    return;
+  }
+  desc->value = v;
+}
+
+static void error_file_read_env(void) {
+  unsigned char prefix = 0;
+  error_file.value[0] = 0;
+  error_file.origin.refused = NULL;
+  /* a setuid program must not append to any file its caller names */
+  const char* s = env_lookup(error_file_name, true, &prefix);
+  if (s == NULL) return;
+  size_t len = strlen(s);
+  if (len >= sizeof(error_file.value)) {
+    error_file.origin.refused = s;
+    error_file.origin.refused_prefix = prefix;
+    return;
+  }
+  memcpy(error_file.value, s, len + 1);
 }
 
 /* A HARDHEAP_ variable we do not know is most likely a typo: say so. */
@@ -107,7 +153,7 @@ static void warn_unknown_names(void) {
     const char* name = var + sizeof(prefix) - 1;
     size_t len = 0;
     while (name[len] != 0 && name[len] != '=') len++;
-    bool known = false;
+    bool known = strlen(error_file_name) == len && strncmp(error_file_name, name, len) == 0;
     for (int i = 0; i < hh_option_count_ && !known; i++) {
       known = strlen(options[i].name) == len && strncmp(options[i].name, name, len) == 0;
     }
@@ -116,7 +162,7 @@ static void warn_unknown_names(void) {
       size_t n = len + sizeof(prefix) - 1 < sizeof(shown) - 1 ? len + sizeof(prefix) - 1 : sizeof(shown) - 1;
       memcpy(shown, var, n);
       shown[n] = 0;
-      hhi_print("hardheap: warning: unknown option %s ignored\n", shown);
+      hhi_print_error("hardheap: warning: unknown option %s ignored\n", shown);
     }
   }
 }
@@ -124,17 +170,40 @@ static void warn_unknown_names(void) {
 void hhi_options_init(void) {
   for (int i = 0; i < hh_option_count_; i++) {
     if (options[i].name == NULL) hhi_fatal("option %d has no table entry", i);
-    option_read_env(&options[i]);
+    option_read_env(&options[i], &origins[i]);
+  }
+  error_file_read_env();
+  if (HH_ERRORS_ALWAYS_SHOWN) options[hh_option_show_errors].value = 1;
+}
+
+/* printed unconditionally: a user who set an option wants to know */
+void hhi_options_warn(void) {
+  for (int i = 0; i < hh_option_count_; i++) {
+    const hh_option_desc_t* desc = &options[i];
+    hh_option_origin_t* origin = &origins[i];
+    if (origin->refused == NULL) continue;
+    hhi_print_error("hardheap: warning: ignoring %s%s=\"%s\": expected %s in [%ld, %ld]; using %ld\n",
+                    env_prefixes[origin->refused_prefix], desc->name, origin->refused,
+                    desc->is_bool ? "a boolean" : "an integer", desc->min, desc->max, desc->value);
+    origin->refused = NULL;
+  }
+  if (error_file.origin.refused != NULL) {
+    hhi_print_error("hardheap: warning: ignoring %s%s: the name is longer than %d bytes\n",
+                    env_prefixes[error_file.origin.refused_prefix], error_file_name, HH_ERROR_FILE_NAME_MAX - 1);
+    error_file.origin.refused = NULL;
   }
   warn_unknown_names();
-  if (HH_ERRORS_ALWAYS_SHOWN) options[hh_option_show_errors].value = 1;
   /* a user who asks for sampling from a build without it must not believe
    * it is happening */
   if (!HH_GUARDED && options[hh_option_guarded_sample_rate].value != 0) {
-    hhi_print("hardheap: warning: GUARDED_SAMPLE_RATE=%ld ignored: this build has no sampled guarded "
-              "allocations; use libhardheap-secure (hardheap run --secure)\n",
-              options[hh_option_guarded_sample_rate].value);
+    hhi_print_error("hardheap: warning: GUARDED_SAMPLE_RATE=%ld ignored: this build has no sampled guarded "
+                    "allocations; use libhardheap-secure (hardheap run --secure)\n",
+                    options[hh_option_guarded_sample_rate].value);
   }
+}
+
+const char* hhi_option_error_file(void) {
+  return error_file.value[0] != 0 ? error_file.value : NULL;
 }
 
 long hhi_option_value(hh_option_t option) {
