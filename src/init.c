@@ -48,6 +48,7 @@ static void process_init_once(void) {
   hhi_process_is_initialized = true;
   hhi_verbose_message("process initialised (%s build, secure level %d, version %d.%d.%d)", HH_BUILD_NAME,
                       HH_SECURE_LEVEL, HH_VERSION_MAJOR, HH_VERSION_MINOR, HH_VERSION_PATCH);
+  hhi_options_print();
 }
 
 void hhi_process_init(void) {

@@ -1,7 +1,7 @@
 /* hardheap: run-time options.
  *
- * One table holds every integer option's name, default and limits; the
- * one string option, ERROR_FILE, sits beside it.
+ * One table holds every integer option's name, default, limits and where
+ * its value came from; the one string option, ERROR_FILE, sits beside it.
  * The environment is read once at process start, here only (env_lookup:
  * HARDHEAP_<NAME>, then the alias MIMALLOC_<NAME>); hh_option_set changes
  * an integer value later. getenv is used because it does not allocate and
@@ -17,6 +17,15 @@
 
 extern char** environ;
 
+/* Where a value came from (the verbose listing says it). */
+typedef enum hh_option_source_e {
+  HH_SOURCE_DEFAULT,   /* nothing set it (or what was set was refused) */
+  HH_SOURCE_HARDHEAP,  /* HARDHEAP_<NAME> */
+  HH_SOURCE_MIMALLOC,  /* MIMALLOC_<NAME> */
+  HH_SOURCE_PROGRAM,   /* hh_option_set */
+  HH_SOURCE_BUILD,     /* forced by the build (SHOW_ERRORS in the secure build) */
+} hh_option_source_t;
+
 static const char* const env_prefixes[] = {"HARDHEAP_", "MIMALLOC_"};
 
 typedef struct hh_option_desc_s {
@@ -27,8 +36,9 @@ typedef struct hh_option_desc_s {
   const char* name;    /* NAME in HARDHEAP_NAME / MIMALLOC_NAME */
 } hh_option_desc_t;
 
-/* What the environment did to an option. */
+/* Where an option's value came from (zero: the default). */
 typedef struct hh_option_origin_s {
+  unsigned char source;          /* hh_option_source_t of the current value */
   unsigned char refused_prefix;  /* env_prefixes index of refused */
   const char* refused;           /* a value that was refused (until hhi_options_warn) */
 } hh_option_origin_t;
@@ -113,6 +123,10 @@ static const char* env_lookup(const char* name, bool unsafe_in_setuid, unsigned 
   return NULL;
 }
 
+static hh_option_source_t prefix_source(unsigned char prefix) {
+  return prefix == 0 ? HH_SOURCE_HARDHEAP : HH_SOURCE_MIMALLOC;
+}
+
 static void option_read_env(hh_option_desc_t* desc, hh_option_origin_t* origin) {
   unsigned char prefix = 0;
   origin->refused = NULL;
@@ -120,16 +134,18 @@ static void option_read_env(hh_option_desc_t* desc, hh_option_origin_t* origin) 
   if (s == NULL) return;
   long v;
   if (!parse_value(s, desc->is_bool, &v) || v < desc->min || v > desc->max) {
-    origin->refused = s;  /* the value stays */
+    origin->refused = s;  /* the value and its source stay */
     origin->refused_prefix = prefix;
     return;
   }
   desc->value = v;
+  origin->source = (unsigned char)prefix_source(prefix);
 }
 
 static void error_file_read_env(void) {
   unsigned char prefix = 0;
   error_file.value[0] = 0;
+  error_file.origin.source = HH_SOURCE_DEFAULT;
   error_file.origin.refused = NULL;
   /* a setuid program must not append to any file its caller names */
   const char* s = env_lookup(error_file_name, true, &prefix);
@@ -141,6 +157,7 @@ static void error_file_read_env(void) {
     return;
   }
   memcpy(error_file.value, s, len + 1);
+  error_file.origin.source = (unsigned char)prefix_source(prefix);
 }
 
 /* A HARDHEAP_ variable we do not know is most likely a typo: say so. */
@@ -173,7 +190,10 @@ void hhi_options_init(void) {
     option_read_env(&options[i], &origins[i]);
   }
   error_file_read_env();
-  if (HH_ERRORS_ALWAYS_SHOWN) options[hh_option_show_errors].value = 1;
+  if (HH_ERRORS_ALWAYS_SHOWN && options[hh_option_show_errors].value == 0) {
+    options[hh_option_show_errors].value = 1;
+    origins[hh_option_show_errors].source = HH_SOURCE_BUILD;
+  }
 }
 
 /* printed unconditionally: a user who set an option wants to know */
@@ -206,6 +226,34 @@ const char* hhi_option_error_file(void) {
   return error_file.value[0] != 0 ? error_file.value : NULL;
 }
 
+/* "default", "HARDHEAP_NAME", ...: where a value came from, for the listing */
+static void source_text(char* buf, size_t size, unsigned char source, const char* name) {
+  switch ((hh_option_source_t)source) {
+    case HH_SOURCE_HARDHEAP: hhi_format(buf, size, "%s%s", env_prefixes[0], name); break;
+    case HH_SOURCE_MIMALLOC: hhi_format(buf, size, "%s%s", env_prefixes[1], name); break;
+    case HH_SOURCE_PROGRAM: hhi_format(buf, size, "hh_option_set"); break;
+    case HH_SOURCE_BUILD: hhi_format(buf, size, "forced by the %s build", HH_BUILD_NAME); break;
+    case HH_SOURCE_DEFAULT: hhi_format(buf, size, "default"); break;
+  }
+}
+
+void hhi_options_print(void) {
+  if (!hhi_option_enabled(hh_option_verbose)) return;
+  char from[80];
+  for (int i = 0; i < hh_option_count_; i++) {
+    source_text(from, sizeof(from), origins[i].source, options[i].name);
+    hhi_verbose_message("option %s=%ld (%s)", options[i].name, options[i].value, from);
+  }
+  source_text(from, sizeof(from), error_file.origin.source, error_file_name);
+  if (error_file.value[0] == 0) {
+    hhi_verbose_message("option %s unset (%s)", error_file_name, from);
+  } else {
+    const char* path = hhi_error_file_path();
+    hhi_verbose_message("option %s=%s (%s): %s%s", error_file_name, error_file.value, from,
+                        path != NULL ? "errors and warnings also go to " : "not open", path != NULL ? path : "");
+  }
+}
+
 long hhi_option_value(hh_option_t option) {
   return options[option].value;
 }
@@ -225,5 +273,6 @@ bool hh_option_set(hh_option_t option, long value) {
   if (value < desc->min || value > desc->max) return false;
   if (HH_ERRORS_ALWAYS_SHOWN && option == hh_option_show_errors && value == 0) return false;
   desc->value = value;
+  origins[option].source = HH_SOURCE_PROGRAM;
   return true;
 }

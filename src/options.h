@@ -12,6 +12,8 @@ void hhi_options_init(void);
 /* Print the warnings of the last hhi_options_init: refused values, unknown
  * HARDHEAP_ names, options this build ignores. */
 void hhi_options_warn(void);
+/* With VERBOSE: one line per option, its value and where it came from. */
+void hhi_options_print(void);
 long hhi_option_value(hh_option_t option);
 bool hhi_option_enabled(hh_option_t option);
 /* HARDHEAP_ERROR_FILE as given (a pattern: %p = the PID), or NULL. */
