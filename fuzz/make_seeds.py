@@ -148,7 +148,10 @@ def misuse():
 
 def options():
     seeds = {}
-    # selector k: option k // 2, HARDHEAP_ (even) or MIMALLOC_ (odd); >= 20: an unknown name
+    # selector s, k = s % 24: k < 20: option k // 2, HARDHEAP_ (even) or MIMALLOC_ (odd);
+    # k >= 20: j = (s // 24) * 4 + k - 20; j < 4: an unknown name; else (j - 4) % 14 picks
+    # options 10.. and ERROR_FILE (12, 13) in turn, HARDHEAP_ (even) or MIMALLOC_ (odd)
+    # (fuzz/options.c, select_name)
     def entry(sel, value):
         return bytes([sel]) + value + b"\0"
     seeds["valid"] = entry(0, b"1") + entry(6, b"32") + entry(8, b"0") + entry(12, b"8") + entry(19, b"yes")
@@ -157,6 +160,9 @@ def options():
     seeds["unknown"] = entry(20, bytes([5, 0, 1, 2, 3, 4]) + b"v") + entry(21, bytes([3, 9, 9, 9]) + b"1")
     seeds["guarded"] = entry(14, b"100") + entry(16, b"12345") + entry(15, b"7")
     seeds["words"] = entry(2, b"Enable") + entry(4, b"FALSE") + entry(10, b"no") + entry(18, b"+1")
+    # GUARDED_MIN, GUARDED_PRECISE (alias), HARDHEAP_ERROR_FILE, MIMALLOC_ERROR_FILE, VERBOSE: the listing
+    seeds["late_and_error_file"] = (entry(44, b"64") + entry(69, b"0") + entry(116, b"/tmp/hh-err.%p.log")
+                                    + entry(117, b"alias.log") + entry(0, b"1"))
     return seeds
 
 

@@ -1,14 +1,16 @@
 /* libFuzzer harness options: environment strings through the option parser.
  *
  * The input is a list of environment entries: a byte choosing the name
- * (each option as HARDHEAP_NAME or MIMALLOC_NAME, or an unknown HARDHEAP_
- * name made of input bytes) and the value that follows up to a NUL. The
- * harness clears every HARDHEAP_/MIMALLOC_ variable, sets the entries,
- * puts every option back to its documented default, runs the parser
- * (hhi_options_init, the function process start runs; called directly,
- * which the static library allows: no testing hook was needed) with
- * stderr captured, and checks against an independent reading of the
- * documented rules (README "Options", docs/design.md section 9):
+ * (each option as HARDHEAP_NAME or MIMALLOC_NAME, ERROR_FILE too, or an
+ * unknown HARDHEAP_ name made of input bytes; see select_name) and the
+ * value that follows up to a NUL. The harness clears every
+ * HARDHEAP_/MIMALLOC_ variable, sets the entries, puts every option back
+ * to its documented default with hh_option_set, runs the parser
+ * (hhi_options_init and hhi_options_warn, what process start runs, and
+ * the verbose listing hhi_options_print; called directly, which the
+ * static library allows: no testing hook was needed) with stderr
+ * captured, and checks against an independent reading of the documented
+ * rules (README "Options", docs/design.md section 9):
  *   - HARDHEAP_NAME wins over MIMALLOC_NAME; an empty value is unset;
  *   - booleans: 1/0, on/off, yes/no, true/false, enable[d]/disable[d],
  *     any case; integers: decimal with an optional sign, within range;
@@ -18,7 +20,12 @@
  *   - an unknown HARDHEAP_ name prints "unknown option ... ignored";
  *   - a non-zero GUARDED_SAMPLE_RATE says nothing is sampled (fuzzing
  *     builds are tracking builds, which have no sampler);
- *   - the secure build keeps SHOW_ERRORS on.
+ *   - the secure build keeps SHOW_ERRORS on;
+ *   - ERROR_FILE is the string as given (the file is not opened here);
+ *   - with VERBOSE on, one line per option, "hardheap: option NAME=V (S)",
+ *     S the variable that set it, or, when none did or its value was
+ *     refused, hh_option_set (the harness set every value before); then
+ *     ERROR_FILE "unset (...)" or "=V (S): not open".
  * The parser's whole output must be exactly the lines these rules give,
  * in order. Then it allocates and frees a little under the options. */
 #ifndef _GNU_SOURCE
@@ -120,6 +127,8 @@ static void run_parser(char* out, size_t size) {
   int saved = dup(2);
   FUZZ_CHECK(saved >= 0 && dup2(fd, 2) == 2);
   hhi_options_init();
+  hhi_options_warn();
+  hhi_options_print();
   FUZZ_CHECK(dup2(saved, 2) == 2);
   close(saved);
   ssize_t n = pread(fd, out, size - 1, 0);
@@ -130,6 +139,45 @@ static void run_parser(char* out, size_t size) {
 
 #define ENTRIES 16
 #define VALUE_MAX 160
+#define ERROR_FILE NOPTS  /* the name index of ERROR_FILE, after the integer options */
+
+/* The name an entry's selector byte sel picks: k = sel % 24 below 20 is
+ * option k / 2 (the first ten), HARDHEAP_ for even k, MIMALLOC_ for odd
+ * (the seeds were written for that); above, j = (sel / 24) * 4 + k - 20
+ * (0..39) is an unknown name for j < 4, else in turn the other options
+ * and ERROR_FILE, each with both prefixes. Returns the name index
+ * (ERROR_FILE included), or -1 for an unknown name. */
+static int select_name(uint8_t sel, bool* alias) {
+  unsigned k = sel % 24u;
+  if (k < 20) {
+    *alias = (k & 1) != 0;
+    return (int)(k / 2);
+  }
+  unsigned j = (sel / 24u) * 4 + k - 20;
+  if (j < 4) return -1;
+  unsigned choice = (j - 4) % (2 * (NOPTS + 1 - 10));
+  *alias = (choice & 1) != 0;
+  return (int)(10 + choice / 2);
+}
+
+static const char* name_of(int index) {
+  return index == ERROR_FILE ? "ERROR_FILE" : opts[index].name;
+}
+
+/* The value of HARDHEAP_<name>, or of MIMALLOC_<name> when that is unset or
+ * empty (*prefix: which); NULL if neither. */
+static const char* lookup(const char* name, const char** prefix) {
+  const char* prefixes[2] = {"HARDHEAP_", "MIMALLOC_"};
+  for (int p = 0; p < 2; p++) {
+    char used[64];
+    snprintf(used, sizeof(used), "%s%s", prefixes[p], name);
+    const char* v = getenv(used);
+    if (v == NULL || *v == 0) continue;
+    *prefix = prefixes[p];
+    return v;
+  }
+  return NULL;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -146,8 +194,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   while (r.left > 0 && n_entries < ENTRIES) {
     uint8_t sel = rd_u8(&r);
     char* name = names[n_entries];
-    if (sel % 24 < 2 * NOPTS) {
-      snprintf(name, sizeof(names[0]), "%s%s", (sel % 24) & 1 ? "MIMALLOC_" : "HARDHEAP_", opts[(sel % 24) / 2].name);
+    bool alias = false;
+    int index = select_name(sel, &alias);
+    if (index >= 0) {
+      snprintf(name, sizeof(names[0]), "%s%s", alias ? "MIMALLOC_" : "HARDHEAP_", name_of(index));
     } else {  /* an unknown name */
       size_t len = 1 + rd_u8(&r) % 24;
       memcpy(name, "HARDHEAP_", 9);
@@ -170,28 +220,33 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   run_parser(out, sizeof(out));
 
   static char expected_out[65536];
-  size_t len = 0;
+  static char listing[65536];  /* the verbose lines, after the warnings */
+  size_t len = 0, listing_len = 0;
   expected_out[0] = 0;
+  listing[0] = 0;
+  long expected_values[NOPTS];
   for (size_t k = 0; k < NOPTS; k++) {
     const opt_t* o = &opts[k];
     long expected = o->default_value;
-    const char* prefixes[2] = {"HARDHEAP_", "MIMALLOC_"};
-    for (int p = 0; p < 2; p++) {
-      char used[64];
-      snprintf(used, sizeof(used), "%s%s", prefixes[p], o->name);
-      const char* v = getenv(used);
-      if (v == NULL || *v == 0) continue;  /* empty is unset: the alias may speak */
+    char source[64] = "hh_option_set";
+    const char* prefix = NULL;
+    const char* v = lookup(o->name, &prefix);  /* HARDHEAP_ wins, also with a bad value */
+    if (v != NULL) {
       long parsed;
       if (parse(v, o->is_bool, &parsed) && parsed >= o->min && parsed <= o->max) {
         expected = parsed;
+        snprintf(source, sizeof(source), "%s%s", prefix, o->name);
       } else {
         len += (size_t)snprintf(expected_out + len, sizeof(expected_out) - len,
-                                "hardheap: warning: ignoring %s=\"%s\": expected %s in [%ld, %ld]; using %ld\n", used, v,
-                                o->is_bool ? "a boolean" : "an integer", o->min, o->max, o->default_value);
+                                "hardheap: warning: ignoring %s%s=\"%s\": expected %s in [%ld, %ld]; using %ld\n", prefix,
+                                o->name, v, o->is_bool ? "a boolean" : "an integer", o->min, o->max, o->default_value);
       }
-      break;  /* HARDHEAP_ wins, also with a bad value */
     }
-    if (o->id == hh_option_show_errors && hh_is_secure()) expected = 1;
+    if (o->id == hh_option_show_errors && hh_is_secure() && expected == 0) {
+      expected = 1;
+      snprintf(source, sizeof(source), "forced by the secure build");
+    }
+    expected_values[k] = expected;
     long got = hh_option_get(o->id);
     if (got != expected) {
       char msg[256];
@@ -199,13 +254,30 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fuzz_write_err(msg);
       FUZZ_CHECK(!"the value of an option");
     }
+    listing_len += (size_t)snprintf(listing + listing_len, sizeof(listing) - listing_len,
+                                    "hardheap: option %s=%ld (%s)\n", o->name, expected, source);
+  }
+  {
+    const char* prefix = NULL;
+    const char* v = lookup("ERROR_FILE", &prefix);
+    const char* got = hhi_option_error_file();
+    FUZZ_CHECK(v == NULL ? got == NULL : got != NULL && strcmp(got, v) == 0);
+    if (v == NULL) {
+      listing_len += (size_t)snprintf(listing + listing_len, sizeof(listing) - listing_len,
+                                      "hardheap: option ERROR_FILE unset (default)\n");
+    } else {
+      listing_len += (size_t)snprintf(listing + listing_len, sizeof(listing) - listing_len,
+                                      "hardheap: option ERROR_FILE=%s (%sERROR_FILE): not open\n", v, prefix);
+    }
   }
   for (char** e = environ; e != NULL && *e != NULL; e++) {  /* unknown HARDHEAP_ names, in environment order */
     if (strncmp(*e, "HARDHEAP_", 9) != 0) continue;
     const char* eq = strchr(*e, '=');
     size_t n = eq != NULL ? (size_t)(eq - *e) : strlen(*e);
     bool known = false;
-    for (size_t k = 0; k < NOPTS && !known; k++) known = strlen(opts[k].name) == n - 9 && strncmp(*e + 9, opts[k].name, n - 9) == 0;
+    for (int k = 0; k <= (int)ERROR_FILE && !known; k++) {
+      known = strlen(name_of(k)) == n - 9 && strncmp(*e + 9, name_of(k), n - 9) == 0;
+    }
     if (!known) {
       len += (size_t)snprintf(expected_out + len, sizeof(expected_out) - len, "hardheap: warning: unknown option %.*s ignored\n",
                               (int)n, *e);
@@ -216,6 +288,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                             "hardheap: warning: GUARDED_SAMPLE_RATE=%ld ignored: this build has no sampled guarded "
                             "allocations; use libhardheap-secure (hardheap run --secure)\n",
                             hh_option_get(hh_option_guarded_sample_rate));
+  }
+  if (expected_values[0] != 0) {  /* VERBOSE (opts[0]): the listing follows the warnings */
+    FUZZ_CHECK(opts[0].id == hh_option_verbose);
+    len += (size_t)snprintf(expected_out + len, sizeof(expected_out) - len, "%s", listing);
   }
   if (strcmp(out, expected_out) != 0) {
     fuzz_write_err("options: the parser said:\n");

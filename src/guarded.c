@@ -363,22 +363,22 @@ void* hhi_guarded_malloc(hh_heap_t* heap, size_t size, bool zero, size_t alignme
 static void print_history(const void* arg) {
   const hh_guarded_history_t* h = arg;
   if (h->now_label != NULL) {
-    hhi_print("hardheap:   %s, by thread %lu:\n", h->now_label, hhi_os_thread_id());
+    hhi_print_error("hardheap:   %s, by thread %lu:\n", h->now_label, hhi_os_thread_id());
     hhi_stack_print(h->now_stack, h->now_depth);
   }
   const hh_guarded_slot_t* slot = h->slot;
   if (slot != NULL && slot->used_before) {
-    hhi_print("hardheap:   the %zu-byte block at %p was allocated by thread %lu:\n", slot->requested,
-              (void*)slot->block, slot->alloc_thread);
+    hhi_print_error("hardheap:   the %zu-byte block at %p was allocated by thread %lu:\n", slot->requested,
+                    (void*)slot->block, slot->alloc_thread);
     hhi_stack_print(slot->alloc_stack, slot->alloc_depth);
     if (atomic_load_explicit(&slot->state, memory_order_relaxed) != HH_GUARDED_LIVE && slot->free_thread != 0) {
-      hhi_print("hardheap:   and freed by thread %lu:\n", slot->free_thread);
+      hhi_print_error("hardheap:   and freed by thread %lu:\n", slot->free_thread);
       hhi_stack_print(slot->free_stack, slot->free_depth);
     }
   }
-  hhi_print("hardheap:   guarded sampling one in %ld, seed %llu (HARDHEAP_GUARDED_SAMPLE_SEED=%llu samples the "
-            "same allocations of the same run again)\n",
-            config.rate, (unsigned long long)config.seed, (unsigned long long)config.seed);
+  hhi_print_error("hardheap:   guarded sampling one in %ld, seed %llu (HARDHEAP_GUARDED_SAMPLE_SEED=%llu samples "
+                  "the same allocations of the same run again)\n",
+                  config.rate, (unsigned long long)config.seed, (unsigned long long)config.seed);
 }
 
 static void report(hh_op_t op, hh_misuse_info_t facts, const hh_guarded_slot_t* slot, const char* now_label) {

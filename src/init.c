@@ -50,6 +50,8 @@ static void process_init_once(void) {
   hhi_os_init();
   hhi_process_start_ms = hhi_os_clock_ms();
   hhi_options_init();
+  hhi_error_file_open(hhi_option_error_file());  /* before any warning */
+  hhi_options_warn();
   hhi_random_init();
   hhi_guarded_init();
   hhi_heap_process_init();
@@ -57,6 +59,7 @@ static void process_init_once(void) {
   hhi_process_is_initialized = true;
   hhi_verbose_message("process initialised (%s build, secure level %d, version %d.%d.%d)", HH_BUILD_NAME,
                       HH_SECURE_LEVEL, HH_VERSION_MAJOR, HH_VERSION_MINOR, HH_VERSION_PATCH);
+  hhi_options_print();
 }
 
 void hhi_process_init(void) {

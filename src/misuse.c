@@ -181,10 +181,10 @@ static void print_report(const char* message, bool always, hhi_misuse_more_fun* 
     char line[HH_MISUSE_LINE_MAX + 32];
     size_t len = hhi_format(line, sizeof(line) - 1, "hardheap: error: %s", message);
     line[len++] = '\n';
-    hhi_write_stderr(line, len);
+    hhi_write_error(line, len);
     if (more != NULL) more(more_arg);
   } else if (n == max) {
-    hhi_print("hardheap: error: further errors are not shown (HARDHEAP_MAX_ERRORS=%ld)\n", max);
+    hhi_print_error("hardheap: error: further errors are not shown (HARDHEAP_MAX_ERRORS=%ld)\n", max);
   }
 }
 
@@ -194,7 +194,7 @@ static void print_detecting_stack(const void* arg) {
   (void)arg;
   void* frames[HH_GUARDED_STACK_DEPTH];
   int depth = hhi_stack_capture(frames, HH_GUARDED_STACK_DEPTH);
-  hhi_print("hardheap:   detected by thread %lu in:\n", hhi_os_thread_id());
+  hhi_print_error("hardheap:   detected by thread %lu in:\n", hhi_os_thread_id());
   hhi_stack_print(frames, depth);
 }
 

@@ -18,12 +18,25 @@
  * length written (at most size - 1, always NUL-terminated when size > 0). */
 size_t hhi_vformat(char* buf, size_t size, const char* fmt, va_list args);
 size_t hhi_format(char* buf, size_t size, const char* fmt, ...) hhi_attr_printf(3, 4);
-/* Write len bytes to stderr (retrying short writes), keeping errno. */
+/* Write len bytes to stderr (retrying short writes), keeping errno. For
+ * informational output: verbose messages, statistics. */
 void hhi_write_stderr(const char* s, size_t len);
 /* A formatted message to stderr, no prefix, no newline added. */
 void hhi_print(const char* fmt, ...) hhi_attr_printf(1, 2);
 /* The same to fd (statistics reports). */
 void hhi_print_fd(int fd, const char* fmt, ...) hhi_attr_printf(2, 3);
+/* The same for errors, warnings and the lines that follow a report (call
+ * stacks, guarded histories): written to stderr and to the error file. s
+ * is one or more whole lines; it is written with one write(2) per call. */
+void hhi_write_error(const char* s, size_t len);
+void hhi_print_error(const char* fmt, ...) hhi_attr_printf(1, 2);
+/* The error file (HARDHEAP_ERROR_FILE): open pattern (%p = the PID, %% =
+ * %) for appending, once, at process init; on failure print one warning
+ * and go on without it. NULL or "" does nothing. */
+#define HH_ERROR_FILE_NAME_MAX 4096
+void hhi_error_file_open(const char* pattern);
+/* The absolute name of the open error file, or NULL. */
+const char* hhi_error_file_path(void);
 
 /* ---- report.c -------------------------------------------------------------------*/
 /* "hardheap: <fmt>" when VERBOSE is on. */

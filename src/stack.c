@@ -93,17 +93,17 @@ void hhi_stack_print(void* const* all_frames, int all_count) {
     Dl_info info;
     uintptr_t pc = (uintptr_t)frames[i];
     if (dladdr(frames[i], &info) == 0 || info.dli_fname == NULL) {
-      hhi_print("    #%d 0x%zx\n", i, (size_t)pc);
+      hhi_print_error("    #%d 0x%zx\n", i, (size_t)pc);
       continue;
     }
     const char* module = info.dli_fname[0] != 0 ? info.dli_fname : "(program)";
     size_t module_offset = (size_t)(pc - (uintptr_t)info.dli_fbase);
     if (info.dli_sname != NULL && info.dli_saddr != NULL) {
-      hhi_print("    #%d 0x%zx in %s+0x%zx (%s+0x%zx)\n", i, (size_t)pc, info.dli_sname,
-                (size_t)(pc - (uintptr_t)info.dli_saddr), module, module_offset);
+      hhi_print_error("    #%d 0x%zx in %s+0x%zx (%s+0x%zx)\n", i, (size_t)pc, info.dli_sname,
+                      (size_t)(pc - (uintptr_t)info.dli_saddr), module, module_offset);
     } else {
-      hhi_print("    #%d 0x%zx (%s+0x%zx)\n", i, (size_t)pc, module, module_offset);
+      hhi_print_error("    #%d 0x%zx (%s+0x%zx)\n", i, (size_t)pc, module, module_offset);
     }
   }
-  if (count == 0) hhi_print("    (no frames)\n");
+  if (count == 0) hhi_print_error("    (no frames)\n");
 }
