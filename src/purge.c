@@ -5,8 +5,11 @@
  * frees a burst and then waits in poll() would keep it all. This thread
  * runs those purges instead. It takes each live thread's segment-layer
  * lock with a try (an owner that is busy purges for itself), runs that
- * thread's expired purges and span-cache expiry (heap.c:hhi_tld_collect),
- * and the large segments' shared ones.
+ * thread's expired page purges (segment.c:hhi_segments_collect), and the
+ * large segments' shared ones. A thread's span cache (at most 3 MiB of
+ * freed large blocks) is left to its owner: releasing a span rewrites its
+ * descriptor, which the owner may be reading in a lookup of a stale
+ * pointer at that moment.
  *
  * It is started on an allocation slow path, never before the library
  * constructor ran, and only once the process holds two segments (a small
@@ -46,9 +49,9 @@ static void purge_for(hh_tld_t* tld, void* arg) {
     round->pending = true;  /* busy: it purges for itself, or we come back */
     return;
   }
-  if (atomic_load_explicit(&tld->active, memory_order_relaxed)) {
-    if (tld->segments.purge_pending != 0 || tld->segments.span_cache_count != 0) hhi_tld_collect(tld, false);
-    if (tld->segments.purge_pending != 0 || tld->segments.span_cache_count != 0) round->pending = true;
+  if (atomic_load_explicit(&tld->active, memory_order_relaxed) && tld->segments.purge_pending != 0) {
+    hhi_segments_collect(tld, false);
+    if (tld->segments.purge_pending != 0) round->pending = true;
   }
   hhi_tld_unlock(tld);
 }

@@ -25,6 +25,19 @@ hh_stat_counters_t hhi_stats;
 #define LOAD(field) atomic_load_explicit(&hhi_stats.field, memory_order_relaxed)
 
 /* ---- what is in use now ------------------------------------------------------*/
+/* A racy read of a word other threads write: the walk wants a snapshot,
+ * not an ordering, and ThreadSanitizer is not to see it (the functions
+ * that call these are left out of its instrumentation). */
+__attribute__((no_sanitize("thread"))) static inline uint64_t peek64(const void* p) {
+  return *(const volatile uint64_t*)p;
+}
+__attribute__((no_sanitize("thread"))) static inline uint32_t peek32(const void* p) {
+  return *(const volatile uint32_t*)p;
+}
+__attribute__((no_sanitize("thread"))) static inline uint8_t peek8(const void* p) {
+  return *(const volatile uint8_t*)p;
+}
+
 typedef struct usage_bin_s {
   size_t pages, blocks, capacity, bytes;
 } usage_bin_t;
@@ -46,13 +59,13 @@ __attribute__((no_sanitize("address", "thread"))) static size_t page_remote_pend
   const uint8_t* start = page->page_start;
   size_t block_size = page->block_size;
   const uint8_t* end = start + (size_t)capacity * block_size;
-  hh_block_t* block = hhi_thread_free_block(atomic_load_explicit(&page->thread_free, memory_order_acquire));
+  hh_block_t* block = hhi_thread_free_block((uintptr_t)peek64(&page->thread_free));
   size_t n = 0;
   while (block != NULL && n < capacity) {
     const uint8_t* b = (const uint8_t*)block;
     if (b < start || b >= end || (size_t)(b - start) % block_size != 0) break;
     n++;
-    block = hhi_decode_link(page, block, __atomic_load_n(&block->next, __ATOMIC_RELAXED));
+    block = hhi_decode_link(page, block, (hh_encoded_t)peek64(&block->next));
   }
   return n;
 }
@@ -61,20 +74,21 @@ __attribute__((no_sanitize("address", "thread"))) static size_t page_remote_pend
  * (exact, and the quarantine is not counted); without: page->used less the
  * remote frees waiting on the page (blocks freed remotely into a full page
  * wait on the owner heap's delayed list instead, and are still counted). */
-static size_t page_blocks_in_use(const hh_page_t* page) {
-  uint32_t capacity = __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
+__attribute__((no_sanitize("thread"))) static size_t page_blocks_in_use(const hh_segment_t* segment, uint32_t slot,
+                                                                      const hh_page_t* page) {
+  uint32_t capacity = peek32(&page->capacity);
   if (!HH_BLOCK_BITMAPS) {
-    size_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+    size_t used = peek32(&page->used);
     if (used > capacity) used = capacity;
     size_t pending = page_remote_pending(page, capacity);
     return used > pending ? used - pending : 0;
   }
   if (capacity > HH_PAGE_BLOCKS_MAX) capacity = HH_PAGE_BLOCKS_MAX;
-  const hh_page_maps_t* maps = hhi_page_maps(page);
+  const hh_page_maps_t* maps = (const hh_page_maps_t*)((const uint8_t*)segment + HH_SEGMENT_MAPS_OFFSET) + slot;
   size_t n = 0;
   for (uint32_t w = 0; w * 64 < capacity; w++) {
-    uint64_t live = atomic_load_explicit(&maps->live[w], memory_order_relaxed);
-    uint64_t remote = atomic_load_explicit(&maps->remote[w], memory_order_relaxed);
+    uint64_t live = peek64(&maps->live[w]);
+    uint64_t remote = peek64(&maps->remote[w]);
     uint64_t bits = live & ~remote;
     if ((w + 1) * 64 > capacity) bits &= ((uint64_t)1 << (capacity % 64)) - 1;
     n += (size_t)__builtin_popcountll(bits);
@@ -95,7 +109,7 @@ __attribute__((no_sanitize("thread"))) static void usage_visit(const hh_segment_
     if (!page->segment_in_use) continue;
     size_t block_size = page->block_size;
     if (page->block_recip == 0) {  /* one block: large span or huge segment */
-      if (atomic_load_explicit(&page->single_live, memory_order_relaxed) == 0) continue;
+      if (peek8(&page->single_live) == 0) continue;
       if (block_size > HH_LARGE_OBJ_SIZE_MAX) {
         u->huge_blocks++;
         u->huge_bytes += block_size;
@@ -111,10 +125,10 @@ __attribute__((no_sanitize("thread"))) static void usage_visit(const hh_segment_
     size_t bin = page->bin;
     if (bin == 0 || bin > HH_BIN_LARGE_MAX) continue;
     usage_bin_t* b = &u->bins[bin];
-    size_t blocks = page_blocks_in_use(page);
+    size_t blocks = page_blocks_in_use(segment, i, page);
     b->pages++;
     b->blocks += blocks;
-    b->capacity += __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
+    b->capacity += peek32(&page->capacity);
     b->bytes += blocks * block_size;
   }
 }

@@ -20,6 +20,19 @@
 
 #include "hardheap.h"
 
+/* ThreadSanitizer cannot start threads in the child of a multi-threaded
+ * fork (it dies instead), so the forked-child case is left out there. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
 #define MiB ((size_t)1 << 20)
 #define BLOCKS (24 * 1024 * 1024 / 500)
 
@@ -37,8 +50,9 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* 24 MiB of small and medium blocks, written, then all freed. */
-static void burst(void) {
+/* 24 MiB of small and medium blocks, written, then all freed; returns the
+ * committed bytes at the peak, before the frees. */
+static size_t burst(void) {
   for (size_t i = 0; i < BLOCKS; i++) {
     size_t size = 100 + (i * 37) % 800;
     if (i % 64 == 0) size = 20000 + i % 30000;  /* medium pages too */
@@ -46,16 +60,20 @@ static void burst(void) {
     ck_assert_ptr_nonnull(blocks[i]);
     memset(blocks[i], 1, size);
   }
+  size_t peak = committed();
   for (size_t i = 0; i < BLOCKS; i++) hh_free(blocks[i]);
+  return peak;
 }
 
-/* Wait (without allocating) until at least 60% of what the burst added to
- * the committed memory has gone back (the rest: pages a heap keeps for its
- * next allocations, a quarantine); returns the milliseconds it took, or -1
- * after 2 s. */
-static double wait_for_purge(size_t before, size_t after_frees) {
-  size_t added = after_frees > before ? after_frees - before : 0;
-  size_t limit = after_frees - added * 6 / 10;
+/* Wait (without allocating) until the committed memory is back within
+ * 14 MiB of what it was before the burst: what the burst freed goes back,
+ * except what heaps keep on purpose (16 retired pages per heap, the secure
+ * build's quarantine, metadata of cached segments: 4-13 MiB measured).
+ * Without the purger it stays 20-45 MiB above. Returns the milliseconds it
+ * took, or -1 after 2 s. */
+static double wait_for_purge(size_t before, size_t peak) {
+  (void)peak;
+  size_t limit = before + 14 * MiB;
   double start = now_ms();
   while (now_ms() - start < 2000) {
     if (committed() <= limit) return now_ms() - start;
@@ -66,20 +84,20 @@ static double wait_for_purge(size_t before, size_t after_frees) {
 
 /* The check every case shares: after the burst, nothing allocates, and
  * most of what the burst took goes back within a few purge delays. */
-static void check_idle_purge(const char* what, size_t before) {
+static void check_idle_purge(const char* what, size_t before, size_t peak) {
   size_t after_frees = committed();
-  double took = wait_for_purge(before, after_frees);
-  printf("%s: committed %zu KiB before, %zu KiB after the frees, %zu KiB now (%.0f ms)\n", what, before / 1024,
-         after_frees / 1024, committed() / 1024, took);
-  ck_assert_msg(took >= 0, "%s: committed stayed at %zu KiB (%zu KiB before the burst, %zu after it) for 2 s", what,
-                committed() / 1024, before / 1024, after_frees / 1024);
+  double took = wait_for_purge(before, peak);
+  printf("%s: committed %zu KiB before, %zu KiB at the peak, %zu KiB after the frees, %zu KiB now (%.0f ms)\n", what,
+         before / 1024, peak / 1024, after_frees / 1024, committed() / 1024, took);
+  ck_assert_msg(took >= 0, "%s: committed stayed at %zu KiB (%zu KiB before the burst, %zu at its peak) for 2 s", what,
+                committed() / 1024, before / 1024, peak / 1024);
 }
 
 START_TEST(test_purge_idle_main_thread) {
   ck_assert_int_eq(hh_option_get(hh_option_background_purge), 1);
   size_t before = committed();
-  burst();
-  check_idle_purge("main thread", before);
+  size_t peak = burst();
+  check_idle_purge("main thread", before, peak);
 }
 END_TEST
 
@@ -89,9 +107,11 @@ static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
 static int gate;
 
+static size_t worker_peak;
+
 static void* worker(void* arg) {
   (void)arg;
-  burst();
+  worker_peak = burst();
   pthread_mutex_lock(&gate_lock);
   gate = 1;
   pthread_cond_broadcast(&gate_cond);
@@ -107,7 +127,7 @@ START_TEST(test_purge_idle_blocked_thread) {
   pthread_mutex_lock(&gate_lock);
   while (gate != 1) pthread_cond_wait(&gate_cond, &gate_lock);
   pthread_mutex_unlock(&gate_lock);
-  check_idle_purge("blocked thread", before);
+  check_idle_purge("blocked thread", before, worker_peak);
   pthread_mutex_lock(&gate_lock);
   gate = 2;
   pthread_cond_broadcast(&gate_cond);
@@ -119,18 +139,21 @@ END_TEST
 /* A forked child has no purger until it allocates; then it gets one. Its
  * exit is not held up by it. */
 START_TEST(test_purge_forked_child) {
+  if (UNDER_TSAN) {
+    printf("test_purge_forked_child: skipped under ThreadSanitizer (no threads after a multi-threaded fork)\n");
+    return;
+  }
   size_t before = committed();
-  burst();  /* the parent has a purger now */
-  check_idle_purge("parent", before);
+  size_t peak = burst();  /* the parent has a purger now */
+  check_idle_purge("parent", before, peak);
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
     before = committed();
-    burst();
-    size_t after_frees = committed();
-    double took = wait_for_purge(before, after_frees);
-    printf("forked child: committed %zu KiB before, %zu KiB after the frees, %zu KiB now (%.0f ms)\n", before / 1024,
-           after_frees / 1024, committed() / 1024, took);
+    peak = burst();
+    double took = wait_for_purge(before, peak);
+    printf("forked child: committed %zu KiB before, %zu KiB at the peak, %zu KiB now (%.0f ms)\n", before / 1024,
+           peak / 1024, committed() / 1024, took);
     _exit(took >= 0 ? 0 : 3);
   }
   int status;
@@ -144,7 +167,7 @@ START_TEST(test_purge_exit_not_delayed) {
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
-    burst();   /* starts the child's purger, which then has work */
+    (void)burst();   /* starts the child's purger, which then has work */
     exit(0);   /* atexit handlers, destructors: the purger must not hold them up */
   }
   int status;
