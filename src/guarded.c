@@ -168,7 +168,7 @@ static hh_guarded_segment_t* segment_new(unsigned cls) {
   hh_guarded_table_t* table = hhi_os_alloc_guarded(table_bytes, hint);
   if (table == NULL) return NULL;
   hint = HH_RANDOM_ADDRESSES ? hhi_random_address(NULL, HH_SEGMENT_SIZE) : 0;
-  uint8_t* base = hhi_os_alloc_aligned(HH_SEGMENT_SIZE, HH_SEGMENT_SIZE, 0, hint, false);
+  uint8_t* base = hhi_os_alloc_aligned(HH_SEGMENT_SIZE, HH_SEGMENT_SIZE, 0, hint, false, false);
   /* everything past the header starts inaccessible: guards and free data */
   if (base == NULL || !hhi_os_protect(base + header, HH_SEGMENT_SIZE - header)) {
     if (base != NULL) hhi_os_free(base, HH_SEGMENT_SIZE);
@@ -508,7 +508,7 @@ static bool slack_intact(const hh_guarded_slot_t* slot, const uint8_t* data, ptr
 static void quarantine_push(hh_guarded_slot_t* slot) {
   if (config.quarantine_max != 0 && quarantine == NULL) {
     quarantine = hhi_os_alloc_aligned(config.quarantine_max * sizeof(hh_guarded_slot_t*), hhi_os_page_size(), 0,
-                                      0, false);
+                                      0, false, false);
   }
   if (quarantine == NULL) {  /* no quarantine: the slot is reusable at once, still inaccessible */
     slot_release(slot);

@@ -76,7 +76,7 @@ static hh_thread_data_t* thread_data_alloc(void) {
     uintptr_t hint = HH_RANDOM_ADDRESSES ? hhi_random_address(NULL, hhi_os_page_size()) : 0;
     td = hhi_os_alloc_guarded(sizeof(hh_thread_data_t), hint);
   } else {
-    td = hhi_os_alloc_aligned(sizeof(hh_thread_data_t), hhi_os_page_size(), 0, 0, false);
+    td = hhi_os_alloc_aligned(sizeof(hh_thread_data_t), hhi_os_page_size(), 0, 0, false, false);
   }
   if (td == NULL) return NULL;
   pthread_mutex_lock(&thread_data_lock);

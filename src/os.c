@@ -1,6 +1,15 @@
 /* hardheap: the OS layer. The only file that maps, unmaps, protects or
  * advises memory. Unexpected failures are reported; ENOMEM comes back as a
- * NULL / false return so callers can fail the allocation cleanly. */
+ * NULL / false return so callers can fail the allocation cleanly.
+ *
+ * Mappings are MAP_NORESERVE (guard pages and purged memory are not
+ * charged against the kernel's commit accounting), except those made with
+ * charge (huge blocks): without MAP_NORESERVE the kernel applies its
+ * overcommit policy to them, as to glibc's mmapped chunks, and refuses with
+ * ENOMEM a block it cannot back. vm.overcommit_memory 0 (heuristic)
+ * refuses an obviously too large one (current kernels: larger than RAM +
+ * swap), 1 never refuses, 2 (strict) refuses one over the commit limit;
+ * mode 2 ignores MAP_NORESERVE and charges every writable mapping anyway. */
 #include "os.h"
 #include "report.h"
 #include "size_class.h"
@@ -28,8 +37,23 @@ size_t hhi_os_page_size(void) {
   return os_page_size;
 }
 
-static void* os_mmap(void* hint, size_t size) {
-  void* p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+/* A read-write private mapping; charge: without MAP_NORESERVE. NULL on
+ * failure, errno kept (ENOMEM, a refusal of the kernel, is not warned about). */
+static void* os_mmap(void* hint, size_t size, bool charge) {
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | (charge ? 0 : MAP_NORESERVE);
+  void* p = mmap(hint, size, PROT_READ | PROT_WRITE, flags, -1, 0);
+  hhi_stat_add(&hhi_stats.mmap_calls, NULL, 1);
+  if (p == MAP_FAILED) {
+    if (errno != ENOMEM) hhi_warning_message("mmap of %zu bytes failed (errno %d)", size, errno);
+    return NULL;
+  }
+  return p;
+}
+
+/* Address space only: an inaccessible mapping is charged under no
+ * overcommit policy (the kernel accounts private writable mappings). */
+static void* os_reserve(size_t size) {
+  void* p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   hhi_stat_add(&hhi_stats.mmap_calls, NULL, 1);
   if (p == MAP_FAILED) {
     if (errno != ENOMEM) hhi_warning_message("mmap of %zu bytes failed (errno %d)", size, errno);
@@ -52,9 +76,26 @@ static void os_advise_huge(void* p, size_t size, bool huge_pages) {
 #endif
 }
 
-void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, uintptr_t hint, bool huge_pages) {
+/* The first address at or above raw where address + align_offset is aligned. */
+static uintptr_t os_aligned_start(uintptr_t raw, size_t alignment, size_t align_offset) {
+  uintptr_t start = hhi_align_up(raw + align_offset, alignment) - align_offset;
+  if (start < raw) start += alignment;
+  return start;
+}
+
+/* A mapping at its final place: remember where the next one may go. */
+static void* os_placed(void* p, size_t size, uintptr_t hint, bool huge_pages) {
+  if (hint == 0) atomic_store_explicit(&aligned_hint, (uintptr_t)p + size, memory_order_relaxed);
+  os_advise_huge(p, size, huge_pages);
+  return p;
+}
+
+void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, uintptr_t hint, bool huge_pages,
+                           bool charge) {
   size = hhi_align_up(size, os_page_size);
   if (size == 0 || size > HH_MAX_ALLOC_SIZE + 2 * HH_SEGMENT_SIZE) return NULL;
+  size_t over = size + alignment;
+  if (over < size) return NULL;
 
   /* First try the caller's address (random placement), else right after the
    * previous mapping: both usually land aligned and cost one mmap. */
@@ -64,36 +105,48 @@ void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, u
     if (previous != 0) want = hhi_align_up(previous + align_offset, alignment) - align_offset;
   }
   if (want != 0) {
-    uint8_t* p = os_mmap((void*)want, size);
+    uint8_t* p = os_mmap((void*)want, size, charge);
     if (p != NULL) {
-      if ((uintptr_t)p == want) {
-        if (hint == 0) atomic_store_explicit(&aligned_hint, (uintptr_t)p + size, memory_order_relaxed);
-        os_advise_huge(p, size, huge_pages);
-        return p;
-      }
+      if ((uintptr_t)p == want) return os_placed(p, size, hint, huge_pages);
+      os_munmap(p, size);
+    } else if (errno == ENOMEM) {
+      /* refused (commit check, address space, vm.max_map_count): a larger
+       * mapping would be too */
+      return NULL;
+    }
+  }
+
+  if (charge) {
+    /* Only size bytes may be charged: a block the kernel would allow must
+     * not be refused for the alignment's slack. An inaccessible reservation
+     * finds an aligned place, the block is mapped there once it is given
+     * back; another thread may take the place meanwhile, then try again. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+      uint8_t* raw = os_reserve(over);
+      if (raw == NULL) return NULL;
+      uintptr_t start = os_aligned_start((uintptr_t)raw, alignment, align_offset);
+      os_munmap(raw, over);
+      uint8_t* p = os_mmap((void*)start, size, true);
+      if (p == NULL) return NULL;
+      if ((uintptr_t)p == start) return os_placed(p, size, hint, huge_pages);
       os_munmap(p, size);
     }
   }
 
   /* Over-allocate and trim both ends. */
-  size_t over = size + alignment;
-  if (over < size) return NULL;
-  uint8_t* raw = os_mmap(NULL, over);
+  uint8_t* raw = os_mmap(NULL, over, charge);
   if (raw == NULL) return NULL;
-  uintptr_t start = hhi_align_up((uintptr_t)raw + align_offset, alignment) - align_offset;
-  if (start < (uintptr_t)raw) start += alignment;
+  uintptr_t start = os_aligned_start((uintptr_t)raw, alignment, align_offset);
   size_t head = start - (uintptr_t)raw;
   size_t tail = over - head - size;
   os_munmap(raw, head);
   os_munmap((uint8_t*)start + size, tail);
-  if (hint == 0) atomic_store_explicit(&aligned_hint, start + size, memory_order_relaxed);
-  os_advise_huge((void*)start, size, huge_pages);
-  return (void*)start;
+  return os_placed((void*)start, size, hint, huge_pages);
 }
 
 void* hhi_os_alloc_guarded(size_t size, uintptr_t hint) {
   size = hhi_align_up(size, os_page_size);
-  uint8_t* base = hhi_os_alloc_aligned(size + 2 * os_page_size, os_page_size, 0, hint, false);
+  uint8_t* base = hhi_os_alloc_aligned(size + 2 * os_page_size, os_page_size, 0, hint, false, false);
   if (base == NULL) return NULL;
   (void)hhi_os_protect(base, os_page_size);
   (void)hhi_os_protect(base + os_page_size + size, os_page_size);

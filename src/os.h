@@ -14,8 +14,13 @@ size_t hhi_os_page_size(void);
 /* Map size bytes aligned to alignment (a power of two >= the page size);
  * with align_offset, address + align_offset is aligned instead. hint: the
  * address to try first (0: right after the previous mapping). huge_pages
- * advises transparent huge pages. NULL on failure. */
-void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, uintptr_t hint, bool huge_pages);
+ * advises transparent huge pages. charge: without MAP_NORESERVE, so that
+ * the kernel's overcommit policy decides (vm.overcommit_memory 0 refuses a
+ * mapping larger than RAM + swap, 2 one over the commit limit), and only
+ * size bytes are charged, not the alignment's slack; without it the
+ * mapping is MAP_NORESERVE. NULL on failure (ENOMEM: refused). */
+void* hhi_os_alloc_aligned(size_t size, size_t alignment, size_t align_offset, uintptr_t hint, bool huge_pages,
+                           bool charge);
 /* size bytes (rounded to pages) between two PROT_NONE pages, tried at hint. */
 void* hhi_os_alloc_guarded(size_t size, uintptr_t hint);
 /* Unmap what hhi_os_alloc_guarded(size) returned, guards included. */

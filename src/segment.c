@@ -488,7 +488,13 @@ static hh_segment_t* segment_alloc_under_lock(hh_tld_t* tld, hh_segment_kind_t k
     hint = hhi_random_address(&tld->address_stream, map_alignment);
     if (hint != 0) hint -= align_offset;
   }
-  hh_segment_t* segment = hhi_os_alloc_aligned(segment_size, map_alignment, align_offset, hint, huge_pages);
+  /* A huge segment is one request's memory: the kernel's overcommit policy
+   * judges it (charged, as glibc's mmapped chunks are), so a block that
+   * cannot be backed fails with ENOMEM instead of being mapped and the
+   * program killed later; shared segments, whose guards and purged pages
+   * must not count, stay MAP_NORESERVE. */
+  bool charge = kind == HH_SEGMENT_HUGE;
+  hh_segment_t* segment = hhi_os_alloc_aligned(segment_size, map_alignment, align_offset, hint, huge_pages, charge);
   if (segment == NULL) return NULL;
   if (!hhi_segment_map_add(segment)) {
     hhi_os_free(segment, segment_size);

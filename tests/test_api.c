@@ -11,6 +11,8 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "hardheap.h"
@@ -908,6 +911,265 @@ START_TEST(test_enomem) {
 }
 END_TEST
 
+/* ---- requests the kernel cannot back ------------------------------------
+ * Under the default heuristic overcommit (vm.overcommit_memory = 0) the
+ * kernel refuses one mapping larger than RAM + swap, and under strict
+ * accounting (2) one over the commit limit: glibc's malloc then returns
+ * NULL with ENOMEM, and so must every entry point of hardheap, without a
+ * byte left mapped or counted. Under "always overcommit" (1) the kernel
+ * and glibc both succeed: the test says so and checks nothing. */
+
+/* vm.overcommit_memory, or -1 when it cannot be read. */
+static int overcommit_mode(void) {
+  int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY);
+  if (fd < 0) return -1;
+  char buf[16];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0 || buf[0] < '0' || buf[0] > '9') return -1;
+  return buf[0] - '0';
+}
+
+/* Bytes of address space mapped in this process now (/proc/self/maps,
+ * read without allocating). */
+static char maps_buf[4 << 20];
+
+static size_t mapped_bytes(void) {
+  int fd = open("/proc/self/maps", O_RDONLY);
+  REQUIRE(fd >= 0, "cannot open /proc/self/maps (errno %d)", errno);
+  size_t len = 0;
+  for (;;) {
+    REQUIRE(len < sizeof maps_buf - 1, "/proc/self/maps is larger than %zu bytes", sizeof maps_buf);
+    ssize_t n = read(fd, maps_buf + len, sizeof maps_buf - 1 - len);
+    if (n < 0 && errno == EINTR) continue;
+    REQUIRE(n >= 0, "read of /proc/self/maps failed (errno %d)", errno);
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  close(fd);
+  maps_buf[len] = 0;
+  size_t total = 0;
+  for (char* line = maps_buf; *line != 0;) {
+    char* end;
+    unsigned long long lo = strtoull(line, &end, 16);
+    REQUIRE(*end == '-', "unexpected line in /proc/self/maps: %.40s", line);
+    unsigned long long hi = strtoull(end + 1, &end, 16);
+    total += (size_t)(hi - lo);
+    char* next = strchr(end, '\n');
+    if (next == NULL) break;
+    line = next + 1;
+  }
+  return total;
+}
+
+/* _i = 0: 64 TiB; 1: twice RAM + swap (sysinfo), page-aligned. Both are
+ * over what the kernel backs in modes 0 and 2 (unless overcommit_ratio
+ * is set above 200). */
+static size_t unbacked_size(int i) {
+  if (i == 0) return (size_t)1 << 46;
+  struct sysinfo si;
+  ck_assert_int_eq(sysinfo(&si), 0);
+  size_t unit = si.mem_unit == 0 ? 1 : si.mem_unit;
+  size_t total = ((size_t)si.totalram + (size_t)si.totalswap) * unit;
+  ck_assert_uint_gt(total, 0);
+  ck_assert_uint_lt(total, (size_t)1 << 50);
+  return round_up(2 * total, page_size());
+}
+
+#ifdef HH_TEST_OVERRIDE
+/* The standard names, through pointers so that the compiler does not treat
+ * them as builtins (and fold or drop a call whose result is only tested). */
+void* reallocarray(void* p, size_t count, size_t size);
+static void* (*volatile std_malloc)(size_t) = malloc;
+static void* (*volatile std_calloc)(size_t, size_t) = calloc;
+static void* (*volatile std_realloc)(void*, size_t) = realloc;
+static void* (*volatile std_reallocarray)(void*, size_t, size_t) = reallocarray;
+static int (*volatile std_posix_memalign)(void**, size_t, size_t) = posix_memalign;
+static void* (*volatile std_aligned_alloc)(size_t, size_t) = aligned_alloc;
+static void* (*volatile std_memalign)(size_t, size_t) = memalign;
+static void* (*volatile std_valloc)(size_t) = valloc;
+static void* (*volatile std_pvalloc)(size_t) = pvalloc;
+#endif
+
+/* posix_memalign returns ENOMEM, leaves *out and errno alone (POSIX). */
+#define EXPECT_MEMALIGN_ENOMEM(fn, alignment, size)                                              \
+  do {                                                                                           \
+    void* out_ = &out_;                                                                          \
+    errno = ERRNO_SENTINEL;                                                                      \
+    int rc_ = fn(&out_, (alignment), (size));                                                    \
+    int e_ = errno;                                                                              \
+    REQUIRE(rc_ == ENOMEM, "%s(%s, %s) returned %d, expected ENOMEM", #fn, #alignment, #size, rc_); \
+    REQUIRE(e_ == ERRNO_SENTINEL, "%s changed errno to %d", #fn, e_);                            \
+    REQUIRE(out_ == (void*)&out_, "%s changed *out to %p", #fn, out_);                           \
+  } while (0)
+
+/* Send stderr into a non-blocking pipe until stderr_end(), which returns
+ * what was written there (at most sizeof stderr_buf - 1 bytes). */
+static char stderr_buf[4096];
+static int stderr_saved = -1, stderr_pipe = -1;
+
+static void stderr_begin(void) {
+  int fds[2];
+  ck_assert_int_eq(pipe(fds), 0);
+  ck_assert_int_eq(fcntl(fds[1], F_SETFL, O_NONBLOCK), 0);
+  ck_assert_int_eq(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+  fflush(stderr);
+  stderr_saved = dup(2);
+  ck_assert_int_ge(stderr_saved, 0);
+  ck_assert_int_eq(dup2(fds[1], 2), 2);
+  close(fds[1]);
+  stderr_pipe = fds[0];
+}
+
+static const char* stderr_end(void) {
+  dup2(stderr_saved, 2);
+  close(stderr_saved);
+  ssize_t n = read(stderr_pipe, stderr_buf, sizeof stderr_buf - 1);
+  close(stderr_pipe);
+  stderr_buf[n > 0 ? n : 0] = 0;
+  return stderr_buf;
+}
+
+#define STATS_SAME(field)                                                                         \
+  REQUIRE(after.field == before.field, "stats." #field " went from %zu to %zu after the failures", \
+          before.field, after.field)
+
+START_TEST(test_enomem_unbacked) {
+  int mode = overcommit_mode();
+  const size_t n = opaque(unbacked_size(_i));
+  if (mode == 1) {
+    printf("test_enomem_unbacked(%zu bytes): SKIPPED: vm.overcommit_memory is 1 (always overcommit), "
+           "the kernel and glibc back any size\n", n);
+    fflush(stdout);
+    return;
+  }
+  printf("test_enomem_unbacked: %zu bytes, vm.overcommit_memory %d\n", n, mode);
+#ifdef HH_TEST_OVERRIDE
+  /* the standard names below must reach hardheap, not the C library */
+  void* mine = std_malloc(100);
+  ck_assert(hh_heap_contains(hh_heap_get_default(), mine));
+  free(mine);
+#else
+  printf("test_enomem_unbacked: the standard names are not hardheap's in this build (a sanitizer's "
+         "malloc): only the hh_ calls are checked\n");
+#endif
+  fflush(stdout);
+  const size_t two_mib = opaque(2 * MiB), eight_mib = opaque(8 * MiB);
+
+  /* Live blocks of each kind, for realloc; set up before the baseline. */
+  hh_heap_t* heap = hh_heap_new();
+  ck_assert_ptr_nonnull(heap);
+  const size_t sizes[] = {1000, 300 * KiB, 5 * MiB};
+  uint8_t* blocks[3];
+  size_t usable[3];
+  for (int k = 0; k < 3; k++) {
+    blocks[k] = hh_malloc(sizes[k]);
+    ck_assert_ptr_nonnull(blocks[k]);
+    fill(blocks[k], sizes[k], 90u + (unsigned)k);
+    usable[k] = hh_usable_size(blocks[k]);
+  }
+  uint8_t* hblock = hh_heap_malloc(heap, 1000);
+  ck_assert_ptr_nonnull(hblock);
+  fill(hblock, 1000, 99);
+  /* What a failed request's collection would give back goes first. */
+  hh_collect(true);
+  hh_heap_collect(heap, true);
+  stderr_begin();
+  const hh_stats_t before = stats_now();
+  const size_t mapped_before = mapped_bytes();
+
+  /* From here on only REQUIRE (no Check call while nothing fails). */
+  EXPECT_ENOMEM(hh_malloc(n));
+  EXPECT_ENOMEM(hh_zalloc(n));
+  EXPECT_ENOMEM(hh_calloc(1, n));
+  EXPECT_ENOMEM(hh_calloc(n / 16, 16));
+  EXPECT_ENOMEM(hh_realloc(NULL, n));
+  EXPECT_ENOMEM(hh_reallocarray(NULL, n / 8, 8));
+  EXPECT_ENOMEM(hh_malloc_aligned(n, 64));
+  EXPECT_ENOMEM(hh_malloc_aligned(n, two_mib));   /* huge, aligned within its first 4 MiB */
+  EXPECT_ENOMEM(hh_malloc_aligned(n, eight_mib)); /* huge, aligned beyond a segment */
+  EXPECT_ENOMEM(hh_zalloc_aligned(n, 4096));
+  EXPECT_ENOMEM(hh_calloc_aligned(n / 16, 16, 64));
+  EXPECT_ENOMEM(hh_realloc_aligned(NULL, n, 64));
+  EXPECT_ENOMEM(hh_aligned_alloc(64, n));
+  EXPECT_ENOMEM(hh_aligned_alloc(eight_mib, n));
+  EXPECT_ENOMEM(hh_memalign(4096, n));
+  EXPECT_ENOMEM(hh_memalign(two_mib, n));
+  EXPECT_ENOMEM(hh_valloc(n));
+  EXPECT_ENOMEM(hh_pvalloc(n));
+  EXPECT_ENOMEM(hh_pvalloc(n - 1));
+  EXPECT_MEMALIGN_ENOMEM(hh_posix_memalign, 64, n);
+  EXPECT_MEMALIGN_ENOMEM(hh_posix_memalign, eight_mib, n);
+  for (int k = 0; k < 3; k++) {  /* small, large, huge: the block stays */
+    EXPECT_ENOMEM(hh_realloc(blocks[k], n));
+    EXPECT_ENOMEM(hh_reallocarray(blocks[k], n / 8, 8));
+    EXPECT_ENOMEM(hh_realloc_aligned(blocks[k], n, 64));
+  }
+  EXPECT_ENOMEM(hh_reallocf(NULL, n));
+  EXPECT_ENOMEM(hh_heap_malloc(heap, n));
+  EXPECT_ENOMEM(hh_heap_zalloc(heap, n));
+  EXPECT_ENOMEM(hh_heap_calloc(heap, n / 16, 16));
+  EXPECT_ENOMEM(hh_heap_realloc(heap, NULL, n));
+  EXPECT_ENOMEM(hh_heap_realloc(heap, hblock, n));
+  EXPECT_ENOMEM(hh_heap_malloc_aligned(heap, n, 64));
+  EXPECT_ENOMEM(hh_heap_malloc_aligned(heap, n, eight_mib));
+#ifdef HH_TEST_OVERRIDE
+  EXPECT_ENOMEM(std_malloc(n));
+  EXPECT_ENOMEM(std_calloc(1, n));
+  EXPECT_ENOMEM(std_calloc(n / 16, 16));
+  EXPECT_ENOMEM(std_realloc(NULL, n));
+  EXPECT_ENOMEM(std_reallocarray(NULL, n / 8, 8));
+  EXPECT_ENOMEM(std_aligned_alloc(64, n));
+  EXPECT_ENOMEM(std_aligned_alloc(eight_mib, n));
+  EXPECT_ENOMEM(std_memalign(4096, n));
+  EXPECT_ENOMEM(std_valloc(n));
+  EXPECT_ENOMEM(std_pvalloc(n));
+  EXPECT_MEMALIGN_ENOMEM(std_posix_memalign, 64, n);
+  EXPECT_MEMALIGN_ENOMEM(std_posix_memalign, eight_mib, n);
+  for (int k = 0; k < 3; k++) {
+    EXPECT_ENOMEM(std_realloc(blocks[k], n));
+    EXPECT_ENOMEM(std_reallocarray(blocks[k], n / 8, 8));
+  }
+#endif
+
+  /* Nothing was left mapped, nothing counted (not even in a peak), nothing printed. */
+  const size_t mapped_after = mapped_bytes();
+  const hh_stats_t after = stats_now();
+  const char* messages = stderr_end();
+  REQUIRE(messages[0] == 0, "a plain ENOMEM printed: %s", messages);
+  REQUIRE(mapped_after == mapped_before, "%zu bytes mapped before the failures, %zu after", mapped_before,
+          mapped_after);
+  STATS_SAME(reserved);
+  STATS_SAME(reserved_peak);
+  STATS_SAME(committed);
+  STATS_SAME(committed_peak);
+  STATS_SAME(segments);
+  STATS_SAME(segments_peak);
+  STATS_SAME(pages);
+  STATS_SAME(huge_count);
+
+  /* The old blocks are valid and unchanged, and allocation still works. */
+  for (int k = 0; k < 3; k++) {
+    REQUIRE(hh_usable_size(blocks[k]) == usable[k], "block %d: usable size changed", k);
+    size_t bad = check_fill(blocks[k], sizes[k], 90u + (unsigned)k);
+    REQUIRE(bad == SIZE_MAX, "block %d (%zu bytes) changed at byte %zu", k, sizes[k], bad);
+    blocks[k] = hh_realloc(blocks[k], sizes[k] * 2);
+    ck_assert_ptr_nonnull(blocks[k]);
+    ck_assert_uint_eq(check_fill(blocks[k], sizes[k], 90u + (unsigned)k), SIZE_MAX);
+    hh_free(blocks[k]);
+  }
+  ck_assert_uint_eq(check_fill(hblock, 1000, 99), SIZE_MAX);
+  hh_free(hblock);
+  hh_heap_delete(heap);
+  void* p = hh_malloc(12345);
+  ck_assert_ptr_nonnull(p);
+  hh_free(p);
+  p = hh_malloc(5 * MiB);
+  ck_assert_ptr_nonnull(p);
+  hh_free(p);
+}
+END_TEST
+
 /* ---- strings ------------------------------------------------------------ */
 
 START_TEST(test_strdup_strndup) {
@@ -1205,6 +1467,7 @@ static Suite* api_suite(void) {
   tc = tcase_create("errors");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_enomem);
+  tcase_add_loop_test(tc, test_enomem_unbacked, 0, 2);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("stats_options");
