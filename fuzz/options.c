@@ -66,8 +66,10 @@ static opt_t opts[] = {
     {hh_option_guarded_underflow, "GUARDED_UNDERFLOW", false, 0, 100, 25},
     {hh_option_guarded_slots, "GUARDED_SLOTS", false, 1, 65536, 1024},
     {hh_option_guarded_quarantine, "GUARDED_QUARANTINE", false, 0, 65536, 256},
+    {hh_option_background_purge, "BACKGROUND_PURGE", true, 0, 1, 1},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+_Static_assert(NOPTS == hh_option_count_, "the harness must know every option (its documented rules)");
 
 /* ---- the documented rules, read independently ---------------------------------------------*/
 static bool word_is(const char* s, const char* word) {

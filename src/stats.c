@@ -58,6 +58,7 @@ __attribute__((no_sanitize("address", "thread"))) static size_t page_remote_pend
                                                                                     uint32_t capacity) {
   const uint8_t* start = page->page_start;
   size_t block_size = page->block_size;
+  if (start == NULL || block_size == 0 || capacity == 0) return 0;
   const uint8_t* end = start + (size_t)capacity * block_size;
   hh_block_t* block = hhi_thread_free_block((uintptr_t)peek64(&page->thread_free));
   size_t n = 0;
