@@ -63,7 +63,8 @@ static hh_option_desc_t options[hh_option_count_] = {
   [hh_option_guarded_underflow] = {25, 25, 0, 100, false, "GUARDED_UNDERFLOW"},
   [hh_option_guarded_slots] = {1024, 1024, 1, 65536, false, "GUARDED_SLOTS"},
   [hh_option_guarded_quarantine] = {256, 256, 0, 65536, false, "GUARDED_QUARANTINE"},
-  [hh_option_background_purge] = {1, 1, 0, 1, true, "BACKGROUND_PURGE"},
+  [hh_option_background_purge] = {HH_BACKGROUND_PURGE_BY_DEFAULT, HH_BACKGROUND_PURGE_BY_DEFAULT, 0, 1, true,
+                                  "BACKGROUND_PURGE"},
 };
 static hh_option_origin_t origins[hh_option_count_];
 
