@@ -51,16 +51,24 @@ for ((r = 0; r < ROUNDS; r++)); do
     a=${list[$(((k + r) % n))]}
     lib=$(lib_of "$a")
     [[ $lib == none || -f $lib ]] || { echo "redis_rss.sh: skipping $a (no library)" >&2; continue; }
-    port=$((20000 + RANDOM % 40000))
     envvar="ENV_${a//-/_}"
     preload=""
     [[ $lib != none ]] && preload="LD_PRELOAD=$lib"
-    env -u LD_PRELOAD $preload ${!envvar:-} redis-server --bind 127.0.0.1 --port $port --save "" --appendonly no \
-      --daemonize no --logfile "" >/dev/null 2>&1 &
-    PID=$!
-    for _ in $(seq 50); do [[ $(redis-cli -p $port ping 2>/dev/null) == PONG ]] && break; sleep 0.1; done
+    up=0
+    for _try in 1 2 3 4 5; do  # a random port may be taken: try another
+      port=$((20000 + RANDOM % 40000))
+      env -u LD_PRELOAD $preload ${!envvar:-} redis-server --bind 127.0.0.1 --port $port --save "" --appendonly no \
+        --daemonize no --logfile "" >"$OUT.server" 2>&1 &
+      PID=$!
+      for _ in $(seq 50); do [[ $(redis-cli -p $port ping 2>/dev/null) == PONG ]] && { up=1; break; }; sleep 0.1; done
+      ((up)) && kill -0 $PID 2>/dev/null && break
+      up=0
+      wait $PID 2>/dev/null
+      echo "redis_rss.sh: $a: the server did not come up on port $port: $(tail -1 "$OUT.server")" >&2
+    done
+    ((up)) || { echo "redis_rss.sh: $a: giving up this round" >&2; PID=; continue; }
     base=$(rss_kib $PID)
-    redis-benchmark -p $port -q -t set -n "$KEYS" -r "$KEYS" -d "$DATA_SIZE" -P 16 -c 20 >/dev/null 2>&1
+    timeout 300 redis-benchmark -p $port -q -t set -n "$KEYS" -r "$KEYS" -d "$DATA_SIZE" -P 16 -c 20 >/dev/null 2>&1
     loaded=$(rss_kib $PID)
     keys=$(redis-cli -p $port dbsize)
     redis-cli -p $port flushall >/dev/null
@@ -70,25 +78,22 @@ for ((r = 0; r < ROUNDS; r++)); do
     idle5=$(rss_kib $PID)
     redis-cli -p $port shutdown nosave >/dev/null 2>&1
     wait $PID 2>/dev/null
+    rc=$?
     PID=
+    ((rc == 0)) || echo "redis_rss.sh: $a: the server exited with status $rc" >&2
     echo "$a $base $loaded $idle1 $idle5 $keys" >>"$OUT"
     echo "round $r $a: start $base KiB, $keys keys $loaded KiB, after FLUSHALL 1 s $idle1 KiB, 5 s $idle5 KiB" >&2
   done
 done
 echo "| allocator | RSS at start (MiB) | after loading $KEYS keys | 1 s after FLUSHALL | 5 s after FLUSHALL |"
 echo "|---|---:|---:|---:|---:|"
+# median of column c (2..5) of allocator a, in MiB
+median() {
+  awk -v a="$1" -v c="$2" '$1 == a {print $c}' "$OUT" | sort -n | awk '{v[NR] = $1} END {
+    if (NR == 0) exit; m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m / 1024 }'
+}
 for a in $ALLOCATORS; do
-  awk -v a="$a" '$1 == a' "$OUT" | awk '
-    { for (i = 2; i <= 5; i++) v[i][NR] = $i; n = NR }
-    END {
-      if (n == 0) exit
-      printf "| %s |", a_name
-      for (i = 2; i <= 5; i++) {
-        m = 0; for (j = 1; j <= n; j++) c[j] = v[i][j]
-        asort(c); med = (n % 2) ? c[(n + 1) / 2] : (c[n / 2] + c[n / 2 + 1]) / 2
-        printf " %.1f |", med / 1024
-      }
-      printf "\n"
-    }' a_name="$a"
+  [[ -n $(median "$a" 2) ]] || continue
+  echo "| $a | $(median "$a" 2) | $(median "$a" 3) | $(median "$a" 4) | $(median "$a" 5) |"
 done
-rm -f "$OUT"
+rm -f "$OUT" "$OUT.server"
