@@ -29,7 +29,9 @@ static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t**
   hhi_purger_maybe_start();  /* first: nothing is held here, and starting it may allocate */
   hh_tld_t* tld = heap->tld;
   tld->heartbeat++;
-  hhi_heap_stats_flush(heap);
+  if (hh_unlikely(heap->alloc_count >= HH_STATS_FLUSH_BLOCKS || heap->alloc_bytes >= HH_STATS_FLUSH_BYTES)) {
+    hhi_heap_stats_flush(heap);  /* not every time: the process totals are shared cache lines */
+  }
   if (atomic_load_explicit(&heap->thread_delayed_free, memory_order_relaxed) != NULL) hhi_heap_delayed_free_all(heap);
   if (heap->retired_count != 0 && tld->heartbeat >= heap->retired_check) hhi_page_collect_retired(heap, false, false);
   if ((tld->heartbeat & 63) == 0) {

@@ -304,8 +304,8 @@ static inline void hhi_purger_maybe_start(void) {
 extern _Atomic(bool) hhi_purger_sleeping;
 void hhi_purger_wake(void);
 static inline void hhi_purger_notify(void) {
-  atomic_thread_fence(memory_order_seq_cst);  /* the scheduled purge, then the flag (purge.c) */
-  if (hh_unlikely(atomic_load_explicit(&hhi_purger_sleeping, memory_order_relaxed))) hhi_purger_wake();
+  /* seq_cst: see purge.c for why this load cannot miss a purger going to sleep */
+  if (hh_unlikely(atomic_load_explicit(&hhi_purger_sleeping, memory_order_seq_cst))) hhi_purger_wake();
 }
 void hhi_purger_fork_prepare(void);
 void hhi_purger_fork_parent(void);

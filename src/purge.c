@@ -11,6 +11,9 @@
  * descriptor, which the owner may be reading in a lookup of a stale
  * pointer at that moment.
  *
+ * A thread that took its allocation slow path since the last round is left
+ * alone (it purges for itself), so busy threads never see the purger.
+ *
  * It is started on an allocation slow path, never before the library
  * constructor ran, and only once the process holds two segments (a small
  * short-lived program never gets a thread); in a forked child again on
@@ -42,9 +45,23 @@ typedef struct round_s {
   bool pending;  /* something is still scheduled (or an owner was busy) */
 } round_t;
 
+/* A racy read of the owner's heartbeat: a snapshot is all it is for, and
+ * ThreadSanitizer is not to see it. */
+__attribute__((no_sanitize("thread"))) static uint64_t heartbeat_of(const hh_tld_t* tld) {
+  return *(const volatile uint64_t*)&tld->heartbeat;
+}
+
 static void purge_for(hh_tld_t* tld, void* arg) {
   round_t* round = arg;
   if (!atomic_load_explicit(&tld->active, memory_order_relaxed)) return;
+  /* An owner that took its slow path since the last round purges for
+   * itself (every 64th): leave it alone, without touching its lock. */
+  uint64_t heartbeat = heartbeat_of(tld);
+  if (heartbeat != tld->purger_heartbeat) {
+    tld->purger_heartbeat = heartbeat;
+    round->pending = true;
+    return;
+  }
   if (!hhi_tld_trylock(tld)) {
     round->pending = true;  /* busy: it purges for itself, or we come back */
     return;
@@ -86,8 +103,11 @@ static void* purger_main(void* arg) {
       continue;
     }
     /* Nothing pending: sleep until a purge is scheduled. The flag is set
-     * before the last look, and a scheduler sets its purge before reading
-     * the flag (both with full fences), so one of the two sees the other. */
+     * before the last look. A thread's purge is scheduled under its
+     * segment-layer lock, which the last look takes after setting the
+     * flag: if the scheduler got the lock later, it reads the flag set; if
+     * earlier, the look sees its purge. The large segments' count and the
+     * flag are both seq_cst, so one of their two accesses sees the other. */
     atomic_store_explicit(&hhi_purger_sleeping, true, memory_order_seq_cst);
     if (purge_round()) {
       atomic_store_explicit(&hhi_purger_sleeping, false, memory_order_relaxed);

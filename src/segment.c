@@ -455,7 +455,6 @@ static hh_segment_t* segment_alloc_under_lock(hh_tld_t* tld, hh_segment_kind_t k
     hh_segment_t* cached = segment_cache_pop(tld, kind);
     if (cached != NULL) {
       tld->segments.count++;
-      hhi_stats_segment_grew();
       return cached;
     }
   }

@@ -440,7 +440,7 @@ static void span_release(hh_segment_t* segment, hh_page_t* page, hh_tld_t* tld) 
   if (delay == 0) {
     span_purge(segment);
   } else if (delay > 0) {
-    if (segment->span_purge_at == 0) atomic_fetch_add_explicit(&large_purge_pending, 1, memory_order_relaxed);
+    if (segment->span_purge_at == 0) atomic_fetch_add_explicit(&large_purge_pending, 1, memory_order_seq_cst);
     segment->span_purge_at = hhi_os_clock_ms() + (uint64_t)delay;
     hhi_purger_notify();
   }
@@ -502,7 +502,7 @@ static void spans_thread_exit_under_lock(hh_tld_t* tld) {
 }
 
 bool hhi_spans_purge_pending(void) {
-  return atomic_load_explicit(&large_purge_pending, memory_order_relaxed) != 0;
+  return atomic_load_explicit(&large_purge_pending, memory_order_seq_cst) != 0;
 }
 
 void hhi_span_fork_prepare(void) {

@@ -41,8 +41,13 @@ static inline void hhi_stat_sub(_Atomic(size_t)* counter, size_t delta) {
  * and before the heap goes away). */
 struct hh_heap_s;
 void hhi_heap_stats_flush(struct hh_heap_s* heap);
-/* The heap grew by a segment: now and then, walk the segments to sample
- * the peak in use (amortised: a walk per segments/32 growths). */
+/* The slow path flushes a heap's counts once they reach these (so the
+ * totals lag by at most this much per live heap). */
+#define HH_STATS_FLUSH_BLOCKS 4096
+#define HH_STATS_FLUSH_BYTES ((size_t)4 << 20)
+/* A segment was mapped: now and then, walk the segments to sample the
+ * peak in use (amortised: a walk per segments/32 new mappings; reusing a
+ * cached segment does not count). */
 void hhi_stats_segment_grew(void);
 
 #endif /* HH_STATS_H */

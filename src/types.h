@@ -326,6 +326,7 @@ struct hh_tld_s {
                                       background purger (purge.c) to purge for an idle thread */
   uint32_t lock_depth;             /* nested acquisitions by the holder */
   _Atomic(bool) active;            /* a live thread's data: the purger looks at it */
+  uint64_t purger_heartbeat;       /* the heartbeat the purger saw last (purge.c; only it writes) */
 };
 
 /* ---- pointer lookups ---------------------------------------------------------
