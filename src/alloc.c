@@ -51,13 +51,6 @@ static inline __attribute__((always_inline)) hh_page_t* page_generic(hh_heap_t**
   return page;
 }
 
-/* Count a block handed out (stats.c adds it to the process totals). The
- * heap is the one the block came from: its first cache line is hot. */
-static inline void heap_count_alloc(hh_heap_t* heap, const hh_page_t* page) {
-  heap->alloc_bytes += page->block_size;
-  heap->alloc_count++;
-}
-
 /* The block of a page the generic path found: a single-block page has no
  * free list to pop. */
 static inline hh_block_t* page_take(hh_page_t* page) {
@@ -76,7 +69,7 @@ hh_noinline void* hhi_malloc_generic(hh_heap_t* heap, size_t size, bool zero, si
     hh_block_t* block = page_take(page);
     /* NULL: a corrupted free list, reported and cut (HH_BLOCK_BITMAPS) */
     if (hh_likely(block != NULL)) {
-      heap_count_alloc(heap, page);
+      hhi_heap_count_alloc(heap, page->block_size);
       return hhi_block_hand_out(page, block, block, size, zero);
     }
   }
@@ -140,7 +133,7 @@ static inline void* page_malloc_aligned(hh_heap_t* heap, hh_page_t* page, size_t
   if (sample_due(heap)) return malloc_sample_or_generic(heap, size, zero, alignment);
   if (hh_unlikely(!hhi_page_head_ok(page, block))) return malloc_bad_head(heap, page, size, zero);
   hhi_page_take(page, block);
-  heap_count_alloc(heap, page);
+  hhi_heap_count_alloc(heap, page->block_size);
   return hhi_block_hand_out(page, block, block, size, zero);
 }
 
@@ -206,7 +199,7 @@ static hh_block_t* heap_take(hh_heap_t* heap, size_t need, hh_page_t** ppage) {
     }
     hh_block_t* block = page_take(page);
     if (hh_likely(block != NULL)) {
-      heap_count_alloc(heap, page);
+      hhi_heap_count_alloc(heap, page->block_size);
       *ppage = page;
       return block;
     }

@@ -148,24 +148,26 @@ void hhi_write_stderr(const char* s, size_t len) {
   errno = saved_errno;
 }
 
-void hhi_print_fd(int fd, const char* fmt, ...) {
+static void vprint_fd(int fd, const char* fmt, va_list args) {
   char buf[HH_PRINT_MAX];
-  va_list args;
-  va_start(args, fmt);
   size_t n = hhi_vformat(buf, sizeof(buf), fmt, args);
-  va_end(args);
   int saved_errno = errno;
   (void)write_all(fd, buf, n);
   errno = saved_errno;
 }
 
-void hhi_print(const char* fmt, ...) {
-  char buf[HH_PRINT_MAX];
+void hhi_print_fd(int fd, const char* fmt, ...) {
   va_list args;
   va_start(args, fmt);
-  size_t n = hhi_vformat(buf, sizeof(buf), fmt, args);
+  vprint_fd(fd, fmt, args);
   va_end(args);
-  hhi_write_stderr(buf, n);
+}
+
+void hhi_print(const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  vprint_fd(STDERR_FILENO, fmt, args);
+  va_end(args);
 }
 
 /* ---- the error file ---------------------------------------------------------------

@@ -352,8 +352,7 @@ void* hhi_guarded_malloc(hh_heap_t* heap, size_t size, bool zero, size_t alignme
   placing = false;
   errno = saved_errno;
   if (p != NULL) {
-    heap->alloc_bytes += size;
-    heap->alloc_count++;
+    hhi_heap_count_alloc(heap, size);
     hhi_track_malloc(p, size, size, true);
   }
   return p;

@@ -287,6 +287,13 @@ void hhi_heap_delayed_free_all(hh_heap_t* heap);
 /* Expire and purge the segment layer's memory held for tld (all with force). */
 void hhi_tld_collect(hh_tld_t* tld, bool force);
 
+/* Count a block of bytes handed out by heap (stats.c adds the counts to
+ * the process totals); the fast path's heap line is hot already. */
+static inline void hhi_heap_count_alloc(hh_heap_t* heap, size_t bytes) {
+  heap->alloc_bytes += bytes;
+  heap->alloc_count++;
+}
+
 /* ---- purge.c: the background purger ----------------------------------------------
  * One thread, started lazily from the allocation slow path, that runs the
  * expired purges of threads which stopped allocating (they would otherwise

@@ -875,32 +875,28 @@ bool hhi_segment_huge_resize(const hh_page_t* page, size_t newsize) {
 
 /* ---- the entry points, under the thread's segment-layer lock ------------------*/
 void hhi_segments_thread_exit(hh_tld_t* tld) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   segments_thread_exit_under_lock(tld);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
 }
 
 hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t huge_block, size_t alignment) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   hh_segment_t* result = segment_alloc_under_lock(tld, kind, huge_block, alignment);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
   return result;
 }
 
 void hhi_segment_cache_push(hh_tld_t* tld, hh_segment_t* segment) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   segment_cache_push_under_lock(tld, segment);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
 }
 
 hh_page_t* hhi_segment_page_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t bin) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   hh_page_t* result = segment_page_alloc_under_lock(tld, kind, bin);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
   return result;
 }
 
@@ -912,17 +908,15 @@ void hhi_segment_page_free(hh_page_t* page, bool force) {
 }
 
 void hhi_segments_collect(hh_tld_t* tld, bool force) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   segments_collect_under_lock(tld, force);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
 }
 
 hh_page_t* hhi_segment_huge_alloc(hh_tld_t* tld, size_t block_size, size_t alignment) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   hh_page_t* result = segment_huge_alloc_under_lock(tld, block_size, alignment);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
   return result;
 }
 
@@ -934,10 +928,9 @@ void hhi_segment_abandon_prepare(hh_segment_t* segment, hh_segment_t** list) {
 }
 
 hh_segment_t* hhi_segment_reclaim_take(hh_tld_t* tld) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   hh_segment_t* result = segment_reclaim_take_under_lock(tld);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
   return result;
 }
 

@@ -545,30 +545,26 @@ bool hhi_span_validate_segment(const hh_segment_t* segment) {
 
 /* ---- the entry points, under the thread's segment-layer lock ------------------*/
 hh_page_t* hhi_span_alloc(hh_tld_t* tld, size_t need, size_t alignment) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   hh_page_t* result = span_alloc_under_lock(tld, need, alignment);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
   return result;
 }
 
 void hhi_span_free(hh_page_t* page, hh_tld_t* tld) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   span_free_under_lock(page, tld);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
 }
 
 void hhi_spans_collect(hh_tld_t* tld, bool force) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   spans_collect_under_lock(tld, force);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
 }
 
 void hhi_spans_thread_exit(hh_tld_t* tld) {
-  hh_tld_t* locked = tld;
-  hhi_tld_lock(locked);
+  hhi_tld_lock(tld);
   spans_thread_exit_under_lock(tld);
-  hhi_tld_unlock(locked);
+  hhi_tld_unlock(tld);
 }

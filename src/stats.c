@@ -134,13 +134,6 @@ __attribute__((no_sanitize("thread"))) static void usage_visit(const hh_segment_
   }
 }
 
-static void stat_raise(_Atomic(size_t)* peak, size_t now) {
-  size_t old = atomic_load_explicit(peak, memory_order_relaxed);
-  while (old < now && !atomic_compare_exchange_weak_explicit(peak, &old, now, memory_order_relaxed,
-                                                             memory_order_relaxed)) {
-  }
-}
-
 /* Walk every segment into *u; returns bytes and blocks in use (with the
  * guarded samples) and raises the peaks. */
 static void usage_collect(usage_t* u, size_t* bytes, size_t* blocks) {
@@ -151,8 +144,8 @@ static void usage_collect(usage_t* u, size_t* bytes, size_t* blocks) {
     total += u->bins[bin].bytes;
     count += u->bins[bin].blocks;
   }
-  stat_raise(&hhi_stats.in_use_peak, total);
-  stat_raise(&hhi_stats.blocks_in_use_peak, count);
+  hhi_stat_raise(&hhi_stats.in_use_peak, total);
+  hhi_stat_raise(&hhi_stats.blocks_in_use_peak, count);
   atomic_store_explicit(&hhi_stats.grow_events, 0, memory_order_relaxed);
   *bytes = total;
   *blocks = count;
@@ -245,8 +238,8 @@ static void stats_fill(hh_stats_t* out, usage_t* u) {
   out->freed_total = out->allocated_total - bytes;
   out->frees = out->allocations - blocks;
   out->rss = rss_now();
-  stat_raise(&hhi_stats.rss_peak_seen, rss_peak());
-  stat_raise(&hhi_stats.rss_peak_seen, out->rss);
+  hhi_stat_raise(&hhi_stats.rss_peak_seen, rss_peak());
+  hhi_stat_raise(&hhi_stats.rss_peak_seen, out->rss);
   out->rss_peak = LOAD(rss_peak_seen);
   out->elapsed_ms = (size_t)(hhi_os_clock_ms() - hhi_process_start_ms);
   errno = saved_errno;

@@ -23,14 +23,18 @@ typedef struct hh_stat_counters_s {
 } hh_stat_counters_t;
 extern hh_stat_counters_t hhi_stats;
 
-/* Add delta to a counter and raise its peak companion (peak may be NULL). */
-static inline void hhi_stat_add(_Atomic(size_t)* counter, _Atomic(size_t)* peak, size_t delta) {
-  size_t now = atomic_fetch_add_explicit(counter, delta, memory_order_relaxed) + delta;
-  if (peak == NULL) return;
+/* Raise peak to now if it is lower. */
+static inline void hhi_stat_raise(_Atomic(size_t)* peak, size_t now) {
   size_t old = atomic_load_explicit(peak, memory_order_relaxed);
   while (old < now && !atomic_compare_exchange_weak_explicit(peak, &old, now, memory_order_relaxed,
                                                              memory_order_relaxed)) {
   }
+}
+
+/* Add delta to a counter and raise its peak companion (peak may be NULL). */
+static inline void hhi_stat_add(_Atomic(size_t)* counter, _Atomic(size_t)* peak, size_t delta) {
+  size_t now = atomic_fetch_add_explicit(counter, delta, memory_order_relaxed) + delta;
+  if (peak != NULL) hhi_stat_raise(peak, now);
 }
 
 static inline void hhi_stat_sub(_Atomic(size_t)* counter, size_t delta) {
