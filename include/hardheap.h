@@ -213,7 +213,7 @@ typedef struct hh_stats_s {
   size_t segments_cached;    /* empty segments kept for reuse */
   size_t pages;              /* pages currently in use by a heap */
   size_t pages_peak;         /* highest value of pages */
-  size_t huge_count;         /* huge allocations currently live (own segment each) */
+  size_t huge_count;         /* huge blocks live now: the blocks of huge_in_use */
   size_t reserved;           /* bytes of address space mapped from the OS */
   size_t reserved_peak;      /* highest value of reserved */
   size_t committed;          /* bytes mapped and not purged (upper bound of RSS) */
@@ -230,7 +230,7 @@ typedef struct hh_stats_s {
   size_t in_use_peak;        /* highest value of in_use seen (sampled) */
   size_t blocks_in_use;      /* blocks allocated and not freed */
   size_t blocks_in_use_peak; /* highest value of blocks_in_use seen (sampled) */
-  size_t huge_in_use;        /* the part of in_use that is huge blocks (above 2 MiB, own mapping) */
+  size_t huge_in_use;        /* the part of in_use in huge blocks (own mapping: above 2 MiB, or over-aligned) */
   size_t allocated_total;    /* bytes of all blocks ever allocated */
   size_t freed_total;        /* bytes of all blocks ever freed (allocated_total - in_use) */
   size_t allocations;        /* blocks ever allocated */

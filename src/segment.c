@@ -510,7 +510,6 @@ static hh_segment_t* segment_alloc_under_lock(hh_tld_t* tld, hh_segment_kind_t k
   hhi_stat_add(&hhi_stats.segments, &hhi_stats.segments_peak, 1);
   hhi_stat_add(&hhi_stats.reserved, &hhi_stats.reserved_peak, segment_size);
   hhi_stat_add(&hhi_stats.committed, &hhi_stats.committed_peak, segment_size);
-  if (kind == HH_SEGMENT_HUGE) hhi_stat_add(&hhi_stats.huge_count, NULL, 1);
   hhi_stats_segment_grew();
   return segment;
 }
@@ -758,7 +757,6 @@ static void quarantine_flush(bool all) {
 void hhi_segment_huge_free(hh_page_t* page) {
   hh_segment_t* segment = hhi_page_segment(page);
   hhi_stat_sub(&hhi_stats.pages, 1);
-  hhi_stat_sub(&hhi_stats.huge_count, 1);
   if (!HH_HUGE_QUARANTINE) {
     hhi_segment_unmap(segment);
     return;

@@ -111,7 +111,10 @@ __attribute__((no_sanitize("thread"))) static void usage_visit(const hh_segment_
     size_t block_size = page->block_size;
     if (page->block_recip == 0) {  /* one block: large span or huge segment */
       if (peek8(&page->single_live) == 0) continue;
-      if (block_size > HH_LARGE_OBJ_SIZE_MAX) {
+      /* huge: a segment of its own (an over-aligned block may have one at
+       * a large size), or above the largest size class (a large block
+       * grown in place) */
+      if (segment->kind == HH_SEGMENT_HUGE || block_size > HH_LARGE_OBJ_SIZE_MAX) {
         u->huge_blocks++;
         u->huge_bytes += block_size;
         continue;
@@ -214,7 +217,7 @@ static void stats_fill(hh_stats_t* out, usage_t* u) {
   out->segments_cached = LOAD(segments_cached);
   out->pages = LOAD(pages);
   out->pages_peak = LOAD(pages_peak);
-  out->huge_count = LOAD(huge_count);
+  out->huge_count = u->huge_blocks;  /* the blocks of huge_in_use */
   out->reserved = LOAD(reserved);
   out->reserved_peak = LOAD(reserved_peak);
   out->committed = LOAD(committed);

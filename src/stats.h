@@ -8,7 +8,7 @@
 
 typedef struct hh_stat_counters_s {
   _Atomic(size_t) segments, segments_peak, segments_cached;  /* mapped segments (incl. cached) */
-  _Atomic(size_t) pages, pages_peak, huge_count;             /* pages in use; live huge blocks */
+  _Atomic(size_t) pages, pages_peak;                         /* pages in use */
   _Atomic(size_t) reserved, reserved_peak;                   /* bytes of address space mapped */
   _Atomic(size_t) committed, committed_peak;                 /* bytes mapped and not purged */
   _Atomic(size_t) purged, mmap_calls, munmap_calls;          /* totals */

@@ -193,6 +193,35 @@ START_TEST(test_stats_huge_and_large) {
 }
 END_TEST
 
+/* A block in a mapping of its own counts as huge whatever its size: an
+ * over-aligned 100 KiB block gets one. huge_count and huge_in_use (and
+ * mallinfo2's hblks and hblkhd) describe the same blocks; they once did not
+ * (the count went by mapping, the bytes by size), found by fuzz/api_ops. */
+START_TEST(test_stats_huge_by_mapping) {
+  hh_stats_t base = stats();
+  size_t size = 100 * 1024, align = 8 * MiB;
+  char *p = hh_malloc_aligned(size, align);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_uint_eq((uintptr_t)p & (align - 1), 0);
+  hh_stats_t s = stats();
+  ck_assert_uint_eq(s.huge_count, base.huge_count + 1);
+  ck_assert_uint_ge(s.huge_in_use, base.huge_in_use + size);
+  hh_bin_stats_t b;
+  size_t bins_blocks = 0, bins_bytes = 0;
+  for (size_t bin = 0; bin < hh_bin_count(); bin++) {
+    ck_assert(hh_bin_stats_get(bin, &b));
+    bins_blocks += b.blocks_used;
+    bins_bytes += b.bytes_used;
+  }
+  ck_assert_uint_eq(bins_blocks + s.huge_count + s.guarded_live, s.blocks_in_use);
+  ck_assert_uint_le(bins_bytes + s.huge_in_use, s.in_use);
+  hh_free(p);
+  hh_stats_t after = stats();
+  ck_assert_uint_eq(after.huge_count, base.huge_count);
+  ck_assert_uint_eq(after.huge_in_use, base.huge_in_use);
+}
+END_TEST
+
 /* The report names the process, so that the reports of a pipeline of
  * preloaded programs can be told apart, and can go to any fd. */
 START_TEST(test_stats_print_fd) {
@@ -231,6 +260,7 @@ int main(void) {
   tcase_add_test(tc, test_stats_all_threads);
   tcase_add_test(tc, test_stats_abandoned);
   tcase_add_test(tc, test_stats_huge_and_large);
+  tcase_add_test(tc, test_stats_huge_by_mapping);
   tcase_add_test(tc, test_stats_print_fd);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
