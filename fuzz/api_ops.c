@@ -20,8 +20,12 @@
  * strndup, free, free_sized, free_aligned_sized, usable_size (after which
  * the program uses all of it), good_size, first-class heaps (new, delete,
  * destroy, set_default, malloc/zalloc/calloc/realloc/malloc_aligned/strdup
- * from a heap, visit, check_owned, collect), hh_collect, validate. */
+ * from a heap, visit, check_owned, collect), hh_collect, validate, and the
+ * process statistics (hh_stats_get, hh_bin_stats_get, printing), which must
+ * count exactly the model's live blocks. */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "fuzz_common.h"
 
@@ -361,6 +365,41 @@ static void op_heap_alloc(reader_t* r, slot_t* s) {
   }
 }
 
+/* The statistics of a quiescent single-threaded program are exact: every
+ * live block of the model is counted once, at its block size (at least its
+ * usable size), and the size classes add up to the totals. */
+static void op_stats(uint8_t sub) {
+  size_t live = 0, usable = 0;
+  for (int i = 0; i < SLOTS; i++) {
+    if (slots[i].p == NULL) continue;
+    live++;
+    usable += slots[i].usable;
+  }
+  hh_stats_t st;
+  hh_stats_get(&st);
+  FUZZ_CHECK(st.blocks_in_use == live);
+  FUZZ_CHECK(st.in_use >= usable);
+  FUZZ_CHECK(st.huge_in_use <= st.in_use && st.huge_count <= live);
+  FUZZ_CHECK(st.in_use_peak >= st.in_use && st.blocks_in_use_peak >= st.blocks_in_use);
+  FUZZ_CHECK(st.committed <= st.reserved && st.segments <= st.segments_peak);
+  size_t blocks = st.huge_count, bytes = st.huge_in_use;
+  hh_bin_stats_t bin;
+  for (size_t b = 0; b < hh_bin_count(); b++) {
+    FUZZ_CHECK(hh_bin_stats_get(b, &bin));
+    FUZZ_CHECK(bin.blocks_used <= bin.blocks_capacity);
+    blocks += bin.blocks_used;
+    bytes += bin.bytes_used;
+  }
+  FUZZ_CHECK(!hh_bin_stats_get(hh_bin_count(), &bin));
+  FUZZ_CHECK(blocks == st.blocks_in_use && bytes == st.in_use);
+  if (sub & 0x20) {  /* the report, allocation-free, to a file nobody reads */
+    int fd = open("/dev/null", O_WRONLY);
+    FUZZ_CHECK(fd >= 0);
+    hh_stats_print_fd(fd);
+    close(fd);
+  }
+}
+
 /* ---- the program ------------------------------------------------------------------------------------*/
 static void run_op(reader_t* r) {
   uint8_t op = rd_u8(r);
@@ -446,7 +485,8 @@ static void run_op(reader_t* r) {
       return;
     }
     default:
-      FUZZ_CHECK(hh_heap_validate(NULL));
+      if (op & 0x10) op_stats(op);
+      else FUZZ_CHECK(hh_heap_validate(NULL));
       return;
   }
 }
