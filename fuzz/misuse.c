@@ -185,10 +185,14 @@ static void expect_freed(size_t m, hh_misuse_t kind, const void* p, bool plain, 
   expect_one(m, kind, p);
 }
 
+/* What a changed link of a free block is reported as: a corrupted list,
+ * or (at levels 2-3, where a block freed on its owner thread first waits
+ * in the heap's quarantine with its link word cleared) a write after free,
+ * found by hh_heap_validate or when the block leaves the quarantine. */
 static bool is_list_kind(hh_misuse_t k) {
   return k == HH_MISUSE_FREE_LIST_CORRUPTED || k == HH_MISUSE_FREE_LIST_NOT_FREE ||
          k == HH_MISUSE_REMOTE_LIST_CORRUPTED || k == HH_MISUSE_DELAYED_LIST_CORRUPTED ||
-         k == HH_MISUSE_HEAP_INVARIANT;
+         k == HH_MISUSE_HEAP_INVARIANT || (hh_secure_level() >= 2 && k == HH_MISUSE_WRITE_AFTER_FREE);
 }
 
 /* A correct operation: no report, unless a corrupted list is being cut. */

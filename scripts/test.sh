@@ -2,10 +2,9 @@
 # The whole test suite, as CI runs it:
 #   1. ASan+UBSan build (clang, -Werror) in the ASan tracking mode
 #      (HH_TRACK=asan: free blocks and slack poisoned) of the library, the
-#      secure one at level 1 (the misuse harness models level 1's reports;
-#      levels 2-3 under ASan are stage 2), the Check tests, the tracking tests and the libFuzzer harnesses (each
-#      fuzzed HH_FUZZ_SECONDS, about a minute in all, and its regressions
-#      replayed),
+#      secure one at the level it ships with, the Check tests, the tracking
+#      tests and the libFuzzer harnesses (each fuzzed HH_FUZZ_SECONDS,
+#      about a minute in all, and its regressions replayed),
 #   2. ASan+UBSan build without tracking (clang): the secure library's own
 #      checks that the tracking mode leaves out (canaries, zero on free,
 #      guarded samples, here one allocation in 50) under the sanitizers,
@@ -22,8 +21,7 @@ jobs=$(nproc)
 
 echo "== ASan+UBSan build (clang)"
 cmake -S . -B build-test/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-  -DHH_SANITIZE=ON -DHH_TRACK=asan -DHH_FUZZ=ON -DHH_FUZZ_SECONDS=8 -DHH_DEBUG=ON -DHH_WERROR=ON \
-  -DHARDHEAP_SECURE_LEVEL=1 >/dev/null
+  -DHH_SANITIZE=ON -DHH_TRACK=asan -DHH_FUZZ=ON -DHH_FUZZ_SECONDS=8 -DHH_DEBUG=ON -DHH_WERROR=ON >/dev/null
 cmake --build build-test/asan -j"$jobs" >/dev/null
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-test/asan --output-on-failure -j"$jobs"
