@@ -12,18 +12,24 @@
  * and writes down the report that must follow; the parent checks the
  * report: the kind, the distance or offset, the block, "(guarded sample)"
  * in the line of a fault; and no report at all for a read of the block's
- * own slack, which cannot fault. */
+ * own slack, which cannot fault. When the input's last byte asks for it,
+ * the handler declines the report instead: the child then prints it (to a
+ * memory file the parent reads) and dies of the abort or the fault, and
+ * the parent checks the printed report too: the line, the frames of the
+ * call that caught it, and where the block was allocated and freed. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "fuzz_common.h"
 
 #define PAGE 4096u
 #define REPORTED 42        /* the child's exit status after a report */
+#define ABORTED 43         /* the child's exit status when it aborted after printing a report */
 #define SLOT_CLASSES 9     /* guarded slots of 1 .. 256 pages */
 
 typedef enum {
@@ -56,6 +62,16 @@ typedef struct {
 } seen_t;
 
 static seen_t* seen;
+static bool print_mode;  /* this input's report is declined, printed, and read back */
+static int printed_fd = -1;  /* where the child's stderr goes in print mode */
+
+/* The coverage build (scripts/fuzz-coverage.sh) writes the child's profile
+ * too: the fault handler and the reports run only in children. */
+int __llvm_profile_write_file(void) __attribute__((weak));
+static _Noreturn void child_exit(int code) {
+  if (__llvm_profile_write_file != NULL) __llvm_profile_write_file();
+  _exit(code);
+}
 
 static bool record(const hh_misuse_info_t* info, void* arg) {
   (void)arg;
@@ -67,7 +83,13 @@ static bool record(const hh_misuse_info_t* info, void* arg) {
   if (n >= sizeof seen->message) n = sizeof seen->message - 1;
   memcpy(seen->message, info->message, n);
   seen->message[n] = 0;
-  _exit(REPORTED);  /* async-signal-safe: this may run in the fault handler */
+  if (print_mode) return false;  /* print it, then die as the build says */
+  child_exit(REPORTED);  /* _exit is async-signal-safe: this may run in the fault handler */
+}
+
+static void on_abort(int sig) {
+  (void)sig;
+  child_exit(ABORTED);
 }
 
 int LLVMFuzzerInitialize(int* argc, char*** argv);
@@ -83,6 +105,8 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
   }
   seen = mmap(NULL, sizeof *seen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   FUZZ_CHECK(seen != MAP_FAILED);
+  printed_fd = memfd_create("guarded-report", MFD_CLOEXEC);
+  FUZZ_CHECK(printed_fd >= 0);
   return 0;
 }
 
@@ -174,14 +198,23 @@ static bool plan(bug_t bug, uintptr_t p, size_t size, size_t align, size_t raw_d
 
 /* The child: allocate, plan, run the bug, free what should be freed. */
 static _Noreturn void child(bug_t bug, size_t size, size_t align, size_t raw_distance) {
+  if (print_mode) {
+    /* the report to the memory file; a fault kills the child plainly (not
+     * through libFuzzer's handler, which would call it a crash), an abort
+     * ends it with ABORTED */
+    if (dup2(printed_fd, 2) < 0) child_exit(6);
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    signal(SIGABRT, on_abort);
+  }
   hh_set_misuse_handler(record, NULL);
   hh_stats_t before, after;
   hh_stats_get(&before);
   uint8_t* p = align == 16 ? hh_malloc(size) : hh_malloc_aligned(size, align);
-  if (p == NULL) _exit(3);
+  if (p == NULL) child_exit(3);
   hh_stats_get(&after);
-  if (after.guarded_sampled != before.guarded_sampled + 1) _exit(4);  /* not sampled */
-  if (!plan(bug, (uintptr_t)p, size, align, raw_distance)) _exit(5);
+  if (after.guarded_sampled != before.guarded_sampled + 1) child_exit(4);  /* not sampled */
+  if (!plan(bug, (uintptr_t)p, size, align, raw_distance)) child_exit(5);
   size_t distance = seen->distance;
   volatile uint8_t* v = p;
   switch (bug) {
@@ -199,7 +232,31 @@ static _Noreturn void child(bug_t bug, size_t size, size_t align, size_t raw_dis
   }
   /* a bug that did not fault: free the block (its slack is checked) */
   if (bug <= BUG_UNDERFLOW_READ) hh_free(p);
-  _exit(0);
+  child_exit(0);
+}
+
+/* The report as the child printed it: its line, the frames of the call
+ * that caught it, and the block's history. */
+static void check_printed(bug_t bug) {
+  static char text[65536];
+  ssize_t n = pread(printed_fd, text, sizeof text - 1, 0);
+  FUZZ_CHECK(n > 0);
+  text[n] = 0;
+  char line[300];
+  snprintf(line, sizeof line, "hardheap: error: %s\n", seen->message);
+  bool ok = strstr(text, line) != NULL && strstr(text, "    #0 0x") != NULL;
+  /* a pointer near no block (an interior free off the block) has no history */
+  if (seen->expect != HH_MISUSE_NOT_A_BLOCK) {
+    bool freed_first = bug == BUG_UAF_WRITE || bug == BUG_UAF_READ || bug == BUG_DOUBLE_FREE ||
+                       bug == BUG_REALLOC_FREED || bug == BUG_USABLE_SIZE_FREED;
+    ok = ok && strstr(text, "was allocated by thread") != NULL;
+    if (freed_first) ok = ok && strstr(text, "and freed by thread") != NULL;
+  }
+  if (!ok) {
+    fuzz_write_err("guarded: the printed report lacks a part; it was:\n");
+    fuzz_write_err(text);
+  }
+  FUZZ_CHECK(ok);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size_in);
@@ -210,8 +267,12 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size_in) {
   uint8_t align_choice = rd_u8(&r);
   size_t align = align_choice < 192 ? 16 : (size_t)16 << (align_choice % 9);  /* 16 .. 4096 */
   size_t raw_distance = rd_u24(&r);
+  print_mode = rd_u8(&r) >= 192;
 
   memset(seen, 0, sizeof *seen);
+  if (print_mode) {
+    FUZZ_CHECK(ftruncate(printed_fd, 0) == 0 && lseek(printed_fd, 0, SEEK_SET) == 0);
+  }
   pid_t pid = fork();
   FUZZ_CHECK(pid >= 0);
   if (pid == 0) child(bug, size, align, raw_distance);
@@ -233,6 +294,12 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size_in) {
     return 0;
   }
   bool reported = WIFEXITED(status) && WEXITSTATUS(status) == REPORTED && seen->reports == 1;
+  if (print_mode) {
+    bool died = (WIFEXITED(status) && WEXITSTATUS(status) == ABORTED) ||
+                (WIFSIGNALED(status) && (WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGBUS));
+    reported = died && seen->reports == 1;
+    if (reported) check_printed(bug);
+  }
   if (!reported || seen->kind != seen->expect ||
       (seen->expect_offset != 0 && seen->offset != seen->expect_offset)) {
     char line[400];

@@ -34,7 +34,7 @@ tool() {  # the versioned name first: Debian's llvm-14 package installs llvm-cov
 profdata=$(tool llvm-profdata)
 cov=$(tool llvm-cov)
 all=(fuzz_api_ops fuzz_api_ops_secure fuzz_threads_ops fuzz_threads_ops_secure fuzz_misuse_secure
-     fuzz_options fuzz_options_secure)
+     fuzz_options fuzz_options_secure fuzz_guarded_secure)
 if [ $# -eq 0 ]; then set -- "${all[@]}"; fi
 harnesses=()
 for h in "$@"; do
