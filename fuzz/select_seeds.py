@@ -54,7 +54,9 @@ def main():
     os.makedirs(seed_dir, exist_ok=True)
     for i in chosen:
         data = open(files[i], "rb").read()
-        shutil.copyfile(files[i], os.path.join(seed_dir, "grown_" + hashlib.sha1(data).hexdigest()[:12]))
+        target = os.path.join(seed_dir, "grown_" + hashlib.sha1(data).hexdigest()[:12])
+        if not os.path.exists(target):  # a seed chosen again stays as it is
+            shutil.copyfile(files[i], target)
     print("%s: %d of %d inputs kept, %d of %d features" % (os.path.basename(binary), len(chosen), n,
                                                             len(covered), len(total)))
 
