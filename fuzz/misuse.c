@@ -189,7 +189,7 @@ static void expect_freed(size_t m, hh_misuse_t kind, const void* p, bool plain, 
  * or (at levels 2-3, where a block freed on its owner thread first waits
  * in the heap's quarantine with its link word cleared) a write after free,
  * found by hh_heap_validate or when the block leaves the quarantine. */
-static bool is_list_kind(hh_misuse_t k) {
+static bool is_corruption_kind(hh_misuse_t k) {
   return k == HH_MISUSE_FREE_LIST_CORRUPTED || k == HH_MISUSE_FREE_LIST_NOT_FREE ||
          k == HH_MISUSE_REMOTE_LIST_CORRUPTED || k == HH_MISUSE_DELAYED_LIST_CORRUPTED ||
          k == HH_MISUSE_HEAP_INVARIANT || (hh_secure_level() >= 2 && k == HH_MISUSE_WRITE_AFTER_FREE);
@@ -200,7 +200,7 @@ static void expect_none(size_t m) {
   size_t n = reports_since(m);
   if (n == 0) return;
   FUZZ_CHECK(list_corrupted);
-  for (size_t i = m; i < m + n && i < LOG_MAX; i++) FUZZ_CHECK(is_list_kind(log_reports[i].kind));
+  for (size_t i = m; i < m + n && i < LOG_MAX; i++) FUZZ_CHECK(is_corruption_kind(log_reports[i].kind));
 }
 
 /* ---- the helper thread: remote frees and foreign heap calls ---------------------------*/
@@ -369,7 +369,7 @@ static void write_free(freed_t* f, size_t k, const uint8_t* bytes, size_t n, boo
   size_t n_reports = reports_since(m);
   if (assert_detected && first) {
     FUZZ_CHECK(!valid && n_reports >= 1);
-    for (size_t i = m; i < m + n_reports && i < LOG_MAX; i++) FUZZ_CHECK(is_list_kind(log_reports[i].kind));
+    for (size_t i = m; i < m + n_reports && i < LOG_MAX; i++) FUZZ_CHECK(is_corruption_kind(log_reports[i].kind));
   }
 }
 

@@ -72,6 +72,17 @@ static hh_stats_t stats(void) {
   return s;
 }
 
+/* Blocks and bytes of every size class together. */
+static void sum_bins(size_t *blocks, size_t *bytes) {
+  hh_bin_stats_t b;
+  *blocks = *bytes = 0;
+  for (size_t bin = 0; bin < hh_bin_count(); bin++) {
+    ck_assert(hh_bin_stats_get(bin, &b));
+    *blocks += b.blocks_used;
+    *bytes += b.bytes_used;
+  }
+}
+
 /* Held bytes must be counted: at least what was asked for, at most the
  * block sizes' rounding above it (under 1/8 for these sizes) plus what the
  * rest of the process holds. */
@@ -90,12 +101,8 @@ static void check_in_use(const hh_stats_t *s, const hh_stats_t *base,
   ck_assert_uint_eq(s->allocations - s->frees, s->blocks_in_use);
   ck_assert_uint_eq(s->allocated_total - s->freed_total, s->in_use);
   /* the size classes add up to the total (huge blocks and samples aside) */
-  hh_bin_stats_t b;
-  size_t bins_bytes = 0;
-  for (size_t bin = 0; bin < hh_bin_count(); bin++) {
-    ck_assert(hh_bin_stats_get(bin, &b));
-    bins_bytes += b.bytes_used;
-  }
+  size_t bins_blocks, bins_bytes;
+  sum_bins(&bins_blocks, &bins_bytes);
   ck_assert_uint_le(bins_bytes, s->in_use);
   ck_assert_uint_ge(bins_bytes + s->huge_in_use +
                         s->guarded_live * 2 * 1024 * 1024,
@@ -206,13 +213,8 @@ START_TEST(test_stats_huge_by_mapping) {
   hh_stats_t s = stats();
   ck_assert_uint_eq(s.huge_count, base.huge_count + 1);
   ck_assert_uint_ge(s.huge_in_use, base.huge_in_use + size);
-  hh_bin_stats_t b;
-  size_t bins_blocks = 0, bins_bytes = 0;
-  for (size_t bin = 0; bin < hh_bin_count(); bin++) {
-    ck_assert(hh_bin_stats_get(bin, &b));
-    bins_blocks += b.blocks_used;
-    bins_bytes += b.bytes_used;
-  }
+  size_t bins_blocks, bins_bytes;
+  sum_bins(&bins_blocks, &bins_bytes);
   ck_assert_uint_eq(bins_blocks + s.huge_count + s.guarded_live, s.blocks_in_use);
   ck_assert_uint_le(bins_bytes + s.huge_in_use, s.in_use);
   hh_free(p);
