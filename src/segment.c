@@ -92,22 +92,37 @@ static bool slot_guarded(const hh_segment_t* segment, size_t idx) {
   return slot_end - hhi_os_page_size() >= segment->info_size;
 }
 
-/* Put up (protect) or take down the guards between the pages of segment.
- * The last slot's guard is the end guard, which stays either way. */
-static void segment_page_guards(hh_segment_t* segment, bool protect) {
+/* The guard page of slot i (slot_guarded must hold). */
+static uint8_t* slot_guard(const hh_segment_t* segment, size_t i) {
+  return (uint8_t*)segment + ((i + 1) << segment->page_shift) - hhi_os_page_size();
+}
+
+/* Put up the guards between the pages of segment. Under each guard of a
+ * segment re-cut from the cache the memory is purged first: a later layout
+ * may put its guards elsewhere and make this page part of a page again, and
+ * it takes its pages as zero when the old ones were all purged
+ * (segment_cache_pop); old data that sat under a guard would break that
+ * (calloc memory not zero). Fresh memory needs no purge. */
+static void segment_page_guards_up(hh_segment_t* segment, bool memory_is_zero) {
   if (segment->guard_interval == 0) return;
   size_t ps = hhi_os_page_size();
-  size_t page_size = (size_t)1 << segment->page_shift;
   for (size_t i = 0; i + 1 < segment->page_count; i++) {
     if (!slot_guarded(segment, i)) continue;
-    uint8_t* guard = (uint8_t*)segment + (i + 1) * page_size - ps;
-    if (protect) {
-      if (hhi_os_protect(guard, ps)) hhi_stat_add(&hhi_stats.guards, NULL, 1);
-    } else if (hhi_os_unprotect(guard, ps)) {
+    uint8_t* guard = slot_guard(segment, i);
+    if (!memory_is_zero) (void)hhi_os_purge(guard, ps);
+    if (hhi_os_protect(guard, ps)) hhi_stat_add(&hhi_stats.guards, NULL, 1);
+  }
+}
+
+/* Take them down (the last slot's guard is the end guard, which stays). */
+static void segment_page_guards_down(hh_segment_t* segment) {
+  if (segment->guard_interval == 0) return;
+  for (size_t i = 0; i + 1 < segment->page_count; i++) {
+    if (slot_guarded(segment, i) && hhi_os_unprotect(slot_guard(segment, i), hhi_os_page_size())) {
       hhi_stat_sub(&hhi_stats.guards, 1);
     }
   }
-  if (!protect) segment->guard_interval = 0;
+  segment->guard_interval = 0;
 }
 
 /* The guards of a new mapping (kept while the segment is cached). Out of
@@ -436,7 +451,7 @@ static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
   size_t protected_slots = segment_protected_slots(segment);
   /* (a large segment's purged slices are protected without a count: span.c) */
   bool reopen = segment->blocks_protected || protected_slots != 0 || (HH_PROTECT_PURGED && old_kind == HH_SEGMENT_LARGE);
-  if (old_kind != kind || reopen) segment_page_guards(segment, false);
+  if (old_kind != kind || reopen) segment_page_guards_down(segment);
   if (reopen) {
     (void)hhi_os_unprotect((uint8_t*)segment + segment->info_size,
                            segment->segment_size - segment->info_size - hhi_segment_end_guard_size());
@@ -445,7 +460,7 @@ static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
   }
   segment_setup(segment, tld, kind, HH_SEGMENT_SIZE, info, 0);
   segment->guard_interval = (old_kind == kind) ? guards : guard_interval_now(kind);
-  if (old_kind != kind || reopen) segment_page_guards(segment, true);
+  if (old_kind != kind || reopen) segment_page_guards_up(segment, false);
   segment_init_pages(segment, all_purged);
   return segment;
 }
@@ -504,7 +519,7 @@ static hh_segment_t* segment_alloc_under_lock(hh_tld_t* tld, hh_segment_kind_t k
   hhi_track_segment_map(segment, info, segment_size);
   segment_protect(segment);
   segment->guard_interval = guard_interval_now(kind);
-  segment_page_guards(segment, true);
+  segment_page_guards_up(segment, true);
   segment_init_pages(segment, true);
   tld->segments.count++;
   hhi_stat_add(&hhi_stats.segments, &hhi_stats.segments_peak, 1);

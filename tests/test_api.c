@@ -816,6 +816,58 @@ START_TEST(test_zeroing_on_reuse) {
 }
 END_TEST
 
+/* A segment the thread cached is re-cut for another kind of page. Its old
+ * layout's guard pages become page memory of the new one: whatever they
+ * held when they were put up must not show through, even when every page of
+ * the old layout was purged and the new one takes its memory as zero. Found
+ * by fuzz/api_ops in the tracking build (no zeroing on free): large blocks
+ * left data where a medium segment then put its guards; once the medium
+ * pages were purged one by one, the segment came back as a large one and a
+ * calloc got that data. */
+START_TEST(test_zeroing_after_recut) {
+  const long delay = hh_option_get(hh_option_purge_delay);
+  const size_t big = 2 * MiB - 128 * KiB, mid = 1 * MiB + 300 * KiB;
+  /* large segments, dirty everywhere, kept resident in the thread's cache */
+  hh_option_set(hh_option_purge_delay, 3600L * 1000);
+  uint8_t* large[12];
+  for (size_t i = 0; i < 12; i++) {
+    size_t n = i < 6 ? big : mid;
+    large[i] = hh_malloc(n);
+    REQUIRE(large[i] != NULL, "hh_malloc(%zu) failed", n);
+    memset(large[i], 0xAB, n);
+  }
+  for (size_t i = 0; i < 12; i++) hh_free(large[i]);
+  /* medium pages cut from one of them, every slot used, then purged one by one */
+  hh_heap_t* heap = hh_heap_new();
+  REQUIRE(heap != NULL, "hh_heap_new failed");
+  for (int i = 0; i < 400; i++) REQUIRE(hh_heap_malloc(heap, 32 * KiB) != NULL, "hh_heap_malloc failed");
+  hh_option_set(hh_option_purge_delay, 0);
+  hh_heap_destroy(heap);
+  /* zeroing allocations of every kind from what the cache gives back */
+  uint8_t* got[12];
+  for (size_t i = 0; i < 12; i++) {
+    got[i] = hh_calloc(1, big);
+    REQUIRE(got[i] != NULL, "hh_calloc(%zu) failed", big);
+    size_t nz = first_nonzero(got[i], big);
+    REQUIRE(nz == SIZE_MAX, "large calloc #%zu = %p: byte %zu is 0x%02x, not zero", i, (void*)got[i], nz,
+            nz == SIZE_MAX ? 0u : got[i][nz]);
+  }
+  enum { SMALL = 12000 };
+  static uint8_t* small[SMALL];
+  for (size_t i = 0; i < SMALL; i++) {
+    size_t n = i % 2 ? 1024 : 40 * KiB;
+    small[i] = hh_calloc(1, n);
+    REQUIRE(small[i] != NULL, "hh_calloc(%zu) failed", n);
+    size_t nz = first_nonzero(small[i], n);
+    REQUIRE(nz == SIZE_MAX, "calloc(%zu) #%zu = %p: byte %zu is 0x%02x, not zero", n, i, (void*)small[i], nz,
+            nz == SIZE_MAX ? 0u : small[i][nz]);
+  }
+  for (size_t i = 0; i < SMALL; i++) hh_free(small[i]);
+  for (size_t i = 0; i < 12; i++) hh_free(got[i]);
+  hh_option_set(hh_option_purge_delay, delay);
+}
+END_TEST
+
 /* ---- errno on failure --------------------------------------------------- */
 
 #define EXPECT_ENOMEM(call)                                                  \
@@ -1466,6 +1518,7 @@ static Suite* api_suite(void) {
   tc = tcase_create("zeroing");
   tcase_set_timeout(tc, 180);
   tcase_add_loop_test(tc, test_zeroing_on_reuse, 0, Z_COUNT_);
+  tcase_add_test(tc, test_zeroing_after_recut);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("errors");
