@@ -20,9 +20,12 @@
  * strndup, free, free_sized, free_aligned_sized, usable_size (after which
  * the program uses all of it), good_size, first-class heaps (new, delete,
  * destroy, set_default, malloc/zalloc/calloc/realloc/malloc_aligned/strdup
- * from a heap, visit, check_owned, collect), hh_collect, validate, and the
+ * from a heap, visit, check_owned, collect), hh_collect, validate, the
  * process statistics (hh_stats_get, hh_bin_stats_get, printing), which must
- * count exactly the model's live blocks. */
+ * count exactly the model's live blocks, and the options that decide when
+ * memory is purged and which empty segments are kept (purge delay, segment
+ * cache), so that pages and segments come back in every state: a cached
+ * segment re-cut for another kind once handed out old data from calloc. */
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -400,6 +403,20 @@ static void op_stats(uint8_t sub) {
   }
 }
 
+/* ---- memory options -------------------------------------------------------------------*/
+static long default_purge_delay, default_segment_cache; /* as the process started */
+
+static void op_memory_option(uint8_t op) {
+  static const long delays[4] = {0, 1, 10, 3600L * 1000};  /* ms: now, soon, the default, never */
+  if (op & 0x10) FUZZ_CHECK(hh_option_set(hh_option_segment_cache, (op >> 6) * 2));  /* 0, 2, 4, 6 */
+  else FUZZ_CHECK(hh_option_set(hh_option_purge_delay, delays[op >> 6]));
+}
+
+static void restore_memory_options(void) {
+  FUZZ_CHECK(hh_option_set(hh_option_purge_delay, default_purge_delay));
+  FUZZ_CHECK(hh_option_set(hh_option_segment_cache, default_segment_cache));
+}
+
 /* ---- the program ------------------------------------------------------------------------------------*/
 static void run_op(reader_t* r) {
   uint8_t op = rd_u8(r);
@@ -468,7 +485,8 @@ static void run_op(reader_t* r) {
       return;
     }
     case 13:
-      hh_collect((op & 0x10) != 0);
+      if (op & 0x20) op_memory_option(op);
+      else hh_collect((op & 0x10) != 0);
       return;
     case 14: {  /* sizes and impossible requests */
       size_t n = rd_size(r);
@@ -504,6 +522,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static bool installed;
   if (!installed) {
     hh_set_misuse_handler(trap_on_misuse, NULL);
+    default_purge_delay = hh_option_get(hh_option_purge_delay);
+    default_segment_cache = hh_option_get(hh_option_segment_cache);
     installed = true;
   }
   reader_t r = {data, size};
@@ -519,6 +539,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   default_heap = BACKING;
   FUZZ_CHECK(hh_heap_get_default() == hh_heap_get_backing());
+  restore_memory_options();
   validate_all();
   return 0;
 }
