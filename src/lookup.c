@@ -21,16 +21,23 @@ void hhi_lookup_fail(hh_misuse_t kind, hh_op_t op, const void* p, const hh_segme
     case HH_MISUSE_SEGMENT_CORRUPTED:
       hhi_misuse(op, (hh_misuse_info_t){.kind = kind, .pointer = p, .segment = segment});
       return;
-    case HH_MISUSE_FREE_PAGE:
-      /* a large or huge block freed before keeps its start and size in its
-       * descriptor: say what really happened */
-      if (hhi_segment_kind_is_single(segment->kind) && page->page_start == (const uint8_t*)p &&
-          page->block_size != 0) {
+    case HH_MISUSE_FREE_PAGE: {
+      /* a large or huge block freed before keeps its start, size and flags
+       * in its descriptor: say what really happened. An over-aligned block
+       * was handed out inside its block, at an address its tag (in the
+       * block's memory, gone now) confirmed: any address in it may be that. */
+      const uint8_t* at = (const uint8_t*)p;
+      bool in_block = hhi_segment_kind_is_single(segment->kind) && page->block_size != 0 &&
+                      at >= page->page_start && at < page->page_start + page->block_size;
+      if (in_block && (at == page->page_start || (hhi_page_flags(page) & HH_PAGE_HAS_ALIGNED))) {
         hhi_misuse_on_page(hhi_misuse_freed_kind(op), op, p, page);
-        return;
+      } else if (in_block) {
+        hhi_misuse_on_page(HH_MISUSE_INTERIOR_POINTER, op, p, page);
+      } else {
+        hhi_misuse_on_page(kind, op, p, NULL);
       }
-      hhi_misuse_on_page(kind, op, p, NULL);
       return;
+    }
     case HH_MISUSE_DOUBLE_FREE:
       /* not handed out: never (beyond what the page has threaded), or freed */
       if (!hhi_segment_kind_is_single(segment->kind) && idx >= __atomic_load_n(&page->capacity, __ATOMIC_RELAXED)) {

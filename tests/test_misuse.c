@@ -15,6 +15,7 @@
 #endif
 
 #include <check.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -260,6 +261,40 @@ START_TEST(test_secure_freed_large_block) {
 }
 END_TEST
 
+/* A huge block asked for with a large alignment is handed out inside its
+ * block (its segment's header comes first): after the free, that address
+ * is still known as a freed block's, while another address inside the
+ * freed block is not one that was handed out. */
+START_TEST(test_secure_freed_aligned_huge_block) {
+  if (!hh_is_secure()) return;
+  size_t alignment = (size_t)1 << 20;
+  char* p = hh_malloc_aligned((size_t)3 << 20, alignment);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_uint_eq((uintptr_t)p % alignment, 0);
+  char* plain = hh_malloc((size_t)3 << 20);
+  ck_assert_ptr_nonnull(plain);
+  hh_free(p);
+  hh_free(plain);
+  watch();
+  errno = 0;
+  ck_assert_ptr_null(hh_realloc(launder(p), 100));
+  ck_assert_int_eq(errno, EINVAL);
+  ck_assert_int_eq(seen.count, 1);
+  ck_assert_int_eq(seen.info.kind, HH_MISUSE_REALLOC_FREED);
+  ck_assert_ptr_eq(seen.info.pointer, p);
+  ck_assert_uint_eq(hh_usable_size(launder(p)), 0);
+  ck_assert_int_eq(seen.info.kind, HH_MISUSE_USABLE_SIZE_FREED);
+  hh_free(launder(p));
+  ck_assert_int_eq(seen.info.kind, HH_MISUSE_DOUBLE_FREE);
+  ck_assert_int_eq(seen.count, 3);
+  hh_free(launder(plain + 4096));
+  ck_assert_int_eq(seen.info.kind, HH_MISUSE_INTERIOR_POINTER);
+  hh_free(launder(plain));
+  ck_assert_int_eq(seen.info.kind, HH_MISUSE_DOUBLE_FREE);
+  ck_assert_int_eq(seen.count, 5);
+}
+END_TEST
+
 /* A write after free replaces a free block's link: the pop that reads it
  * reports, and going on, the list is cut rather than followed. */
 START_TEST(test_secure_corrupt_link_continues) {
@@ -346,6 +381,7 @@ static Suite* misuse_suite(void) {
   tcase_add_test(tc, test_secure_interior_pointer);
   tcase_add_test(tc, test_secure_sized_free);
   tcase_add_test(tc, test_secure_freed_large_block);
+  tcase_add_test(tc, test_secure_freed_aligned_huge_block);
   tcase_add_test(tc, test_secure_corrupt_link_continues);
   suite_add_tcase(s, tc);
 
