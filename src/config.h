@@ -144,6 +144,15 @@
 #define HH_HUGE_QUARANTINE_MAX 16
 #define HH_HUGE_QUARANTINE_BYTES ((size_t)1 << 30)
 
+/* Without the quarantine (and without a memory checker's tracking mode,
+ * whose users want a freed huge block to fault), freed huge blocks' mappings
+ * are kept for reuse by the next huge request they fit (segment.c: the
+ * huge cache): at most this many, this much address space, and a mapping
+ * at most twice what the request needs. SEGMENT_CACHE=0 turns it off. */
+#define HH_HUGE_CACHE (!HH_HUGE_QUARANTINE && !HH_TRACKING)
+#define HH_HUGE_CACHE_MAX 8
+#define HH_HUGE_CACHE_BYTES ((size_t)512 << 20)
+
 /* ---- compiler helpers ------------------------------------------------------ */
 #define hh_likely(x) __builtin_expect(!!(x), 1)
 #define hh_unlikely(x) __builtin_expect(!!(x), 0)

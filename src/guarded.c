@@ -177,7 +177,7 @@ static hh_guarded_segment_t* segment_new(unsigned cls) {
   }
   hh_segment_t* segment = (hh_segment_t*)base;
   segment->cookie = (uintptr_t)segment ^ hhi_process_cookie;
-  segment->segment_size = HH_SEGMENT_SIZE;
+  segment->segment_size = segment->mapping_size = HH_SEGMENT_SIZE;
   segment->info_size = header;
   segment->kind = HH_SEGMENT_GUARDED;
   segment->page_shift = 63;  /* every address maps to the one page descriptor, never in use */

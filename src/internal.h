@@ -103,9 +103,14 @@ hh_page_t* hhi_segment_page_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t 
 void hhi_segment_page_free(hh_page_t* page, bool force);
 /* A huge segment for one block of block_size bytes aligned to alignment. */
 hh_page_t* hhi_segment_huge_alloc(hh_tld_t* tld, size_t block_size, size_t alignment);
-/* Release a claimed huge block: unmap its segment, or with
- * HH_HUGE_QUARANTINE keep it mapped inaccessible for a while. */
+/* Release a claimed huge block: unmap its segment, with HH_HUGE_CACHE keep
+ * its mapping for a later huge block, with HH_HUGE_QUARANTINE keep it
+ * mapped inaccessible for a while. */
 void hhi_segment_huge_free(hh_page_t* page);
+/* HH_HUGE_CACHE: some cached huge mapping still holds resident memory;
+ * purge those whose PURGE_DELAY is over (the background purger). */
+bool hhi_huge_cache_purge_pending(void);
+void hhi_huge_cache_collect(void);
 /* Can the huge block of page serve newsize bytes in place (realloc)? */
 bool hhi_segment_huge_resize(const hh_page_t* page, size_t newsize);
 /* Zero the link words the last page of a free slot left at its block

@@ -5,8 +5,8 @@
  * frees a burst and then waits in poll() would keep it all. This thread
  * runs those purges instead. It takes each live thread's segment-layer
  * lock with a try (an owner that is busy purges for itself), runs that
- * thread's expired page purges (segment.c:hhi_segments_collect), and the
- * large segments' shared ones. A thread's span cache (at most 3 MiB of
+ * thread's expired page purges (segment.c:hhi_segments_collect), the
+ * large segments' shared ones, and those of the cached huge mappings. A thread's span cache (at most 3 MiB of
  * freed large blocks) is left to its owner: releasing a span rewrites its
  * descriptor, which the owner may be reading in a lookup of a stale
  * pointer at that moment.
@@ -82,6 +82,10 @@ static bool purge_round(void) {
     hhi_spans_collect(NULL, false);
     round.pending |= hhi_spans_purge_pending();
   }
+  if (hhi_huge_cache_purge_pending()) {
+    hhi_huge_cache_collect();
+    round.pending |= hhi_huge_cache_purge_pending();
+  }
   pthread_mutex_unlock(&round_lock);
   return round.pending;
 }
@@ -106,8 +110,8 @@ static void* purger_main(void* arg) {
      * before the last look. A thread's purge is scheduled under its
      * segment-layer lock, which the last look takes after setting the
      * flag: if the scheduler got the lock later, it reads the flag set; if
-     * earlier, the look sees its purge. The large segments' count and the
-     * flag are both seq_cst, so one of their two accesses sees the other. */
+     * earlier, the look sees its purge. The large segments' and the huge
+     * cache's counts and the flag are all seq_cst, so one of their two accesses sees the other. */
     atomic_store_explicit(&hhi_purger_sleeping, true, memory_order_seq_cst);
     if (purge_round()) {
       atomic_store_explicit(&hhi_purger_sleeping, false, memory_order_relaxed);

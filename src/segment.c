@@ -310,6 +310,11 @@ static void segment_setup(hh_segment_t* segment, hh_tld_t* tld, hh_segment_kind_
 #define HH_GLOBAL_CACHE_MAX 4
 static pthread_mutex_t segments_lock = PTHREAD_MUTEX_INITIALIZER;
 static void quarantine_flush(bool all);
+static void huge_cache_flush(void);
+static void huge_cache_purge_expired(uint64_t now);
+static hh_segment_t* huge_cache_take(size_t segment_size);
+static void huge_cache_reuse(hh_segment_t* segment, hh_tld_t* tld, size_t segment_size, size_t info,
+                             size_t block_offset);
 static hh_segment_t* global_cache;          /* newest first, linked by next */
 static _Atomic(size_t) global_cache_count;  /* written under the lock, peeked without it */
 
@@ -496,6 +501,14 @@ static hh_segment_t* segment_alloc_under_lock(hh_tld_t* tld, hh_segment_kind_t k
     segment_size += hhi_segment_end_guard_size();  /* a huge block's guard comes on top */
     if (segment_size < huge_block) return NULL;  /* overflow */
   }
+  if (HH_HUGE_CACHE && kind == HH_SEGMENT_HUGE && map_alignment == HH_SEGMENT_SIZE) {
+    hh_segment_t* cached = huge_cache_take(segment_size);
+    if (cached != NULL) {
+      huge_cache_reuse(cached, tld, segment_size, info, block_offset);
+      tld->segments.count++;
+      return cached;
+    }
+  }
   bool huge_pages = hhi_option_enabled(hh_option_allow_large_os_pages);
   uintptr_t hint = 0;
   if (HH_RANDOM_ADDRESSES) {
@@ -515,6 +528,7 @@ static hh_segment_t* segment_alloc_under_lock(hh_tld_t* tld, hh_segment_kind_t k
     return NULL;
   }
   segment_setup(segment, tld, kind, segment_size, info, block_offset);
+  segment->mapping_size = segment_size;
   hhi_segment_register(segment);
   hhi_track_segment_map(segment, info, segment_size);
   segment_protect(segment);
@@ -546,11 +560,11 @@ void hhi_segment_unmap(hh_segment_t* segment) {
   hhi_segment_map_remove(segment);
   if (segment->tld != NULL) segment->tld->segments.purge_pending -= segment->purge_pending;
   hhi_stat_sub(&hhi_stats.segments, 1);
-  hhi_stat_sub(&hhi_stats.reserved, segment->segment_size);
+  hhi_stat_sub(&hhi_stats.reserved, segment->mapping_size);
   hhi_stat_sub(&hhi_stats.committed, segment->segment_size - purged_bytes);
   segment->cookie = 0;
-  hhi_track_segment_unmap(segment, segment->info_size, segment->segment_size);
-  hhi_os_free(segment, segment->segment_size);
+  hhi_track_segment_unmap(segment, segment->info_size, segment->mapping_size);
+  hhi_os_free(segment, segment->mapping_size);
 }
 
 /* Keep an empty segment in the thread's cache, newest first. When the cache
@@ -706,6 +720,9 @@ static void segments_collect_under_lock(hh_tld_t* tld, bool force) {
   for (int q = 0; q < 2; q++) {
     for (hh_segment_t* s = queues[q]->first; s != NULL; s = s->next) segment_purge_expired(s, now, force);
   }
+  if (HH_HUGE_CACHE) {
+    if (force) huge_cache_flush(); else huge_cache_purge_expired(now);
+  }
   if (force) {
     global_cache_flush();
     quarantine_flush(true);
@@ -769,9 +786,164 @@ static void quarantine_flush(bool all) {
   }
 }
 
+/* ---- the cache of freed huge mappings (HH_HUGE_CACHE) -------------------------
+ * Without the quarantine, a freed huge block's segment stays mapped, its
+ * memory resident, for the next huge request it fits: a program that keeps
+ * replacing big buffers (whole files, image planes, arenas of its own) then
+ * pays neither the mmap/munmap pair nor the page faults of fresh memory.
+ * Bounded by entries and address space, oldest out first; an entry's memory
+ * is purged PURGE_DELAY after its free (by the next cache operation, the
+ * freeing thread's collect, or the background purger), so an idle process
+ * keeps only the mappings; collect(force) unmaps them. A request takes the
+ * smallest entry it fits that is at most twice its size, and uses only what
+ * it needs of it: the rest of the mapping is purged. Newest first; guarded
+ * by segments_lock. */
+static hh_segment_t* huge_cache;                 /* newest first, linked by next */
+static _Atomic(size_t) huge_cache_count;         /* written under the lock, peeked without it */
+static size_t huge_cache_bytes;                  /* address space of the entries */
+static _Atomic(size_t) huge_cache_unpurged;      /* entries whose memory is resident (seq_cst: the purger) */
+
+/* Return an entry's memory to the OS: the block area and whatever of the
+ * mapping lies beyond it (left from an earlier, bigger use). */
+static void huge_cache_purge(hh_segment_t* segment) {
+  hh_page_t* page = &segment->pages[0];
+  if (page->is_purged) return;
+  size_t size;
+  uint8_t* start = hhi_segment_page_area(segment, page, &size);
+  uint8_t* end = (uint8_t*)segment + segment->mapping_size;
+  if (hhi_os_purge(start, (size_t)(end - start))) {
+    page->is_purged = 1;
+    hhi_stat_sub(&hhi_stats.committed, size);
+    atomic_fetch_sub_explicit(&huge_cache_unpurged, 1, memory_order_seq_cst);
+  }
+}
+
+static void huge_cache_purge_expired_locked(uint64_t now) {
+  long delay = hhi_option_value(hh_option_purge_delay);
+  if (delay < 0) return;
+  for (hh_segment_t* s = huge_cache; s != NULL; s = s->next) {
+    if (s->cached_ms + (uint64_t)delay <= now) huge_cache_purge(s);
+  }
+}
+
+static void huge_cache_purge_expired(uint64_t now) {
+  if (atomic_load_explicit(&huge_cache_unpurged, memory_order_seq_cst) == 0) return;
+  segment_lock();
+  huge_cache_purge_expired_locked(now);
+  segment_unlock();
+}
+
+/* Unlink the oldest entry if the cache is over its bounds (all: any). */
+static hh_segment_t* huge_cache_evict_locked(bool all) {
+  if (huge_cache == NULL) return NULL;
+  size_t count = atomic_load_explicit(&huge_cache_count, memory_order_relaxed);
+  if (!all && count <= HH_HUGE_CACHE_MAX && huge_cache_bytes <= HH_HUGE_CACHE_BYTES) return NULL;
+  hh_segment_t** link = &huge_cache;
+  while ((*link)->next != NULL) link = &(*link)->next;
+  hh_segment_t* oldest = *link;
+  *link = NULL;
+  atomic_store_explicit(&huge_cache_count, count - 1, memory_order_relaxed);
+  huge_cache_bytes -= oldest->mapping_size;
+  if (!oldest->pages[0].is_purged) atomic_fetch_sub_explicit(&huge_cache_unpurged, 1, memory_order_seq_cst);
+  return oldest;
+}
+
+static void huge_cache_unmap(hh_segment_t* segment) {
+  hhi_stat_sub(&hhi_stats.segments_cached, 1);
+  hhi_segment_unmap(segment);
+}
+
+static void huge_cache_push(hh_segment_t* segment) {
+  long delay = hhi_option_value(hh_option_purge_delay);
+  if (hhi_option_value(hh_option_segment_cache) == 0 || segment->mapping_size > HH_HUGE_CACHE_BYTES) {
+    hhi_segment_unmap(segment);
+    return;
+  }
+  hhi_stat_add(&hhi_stats.segments_cached, NULL, 1);
+  uint64_t now = hhi_os_clock_ms();
+  segment->cached_ms = now;
+  segment_lock();
+  segment->next = huge_cache;
+  huge_cache = segment;
+  atomic_fetch_add_explicit(&huge_cache_count, 1, memory_order_relaxed);
+  huge_cache_bytes += segment->mapping_size;
+  if (!segment->pages[0].is_purged) atomic_fetch_add_explicit(&huge_cache_unpurged, 1, memory_order_seq_cst);
+  huge_cache_purge_expired_locked(now);
+  bool resident = !segment->pages[0].is_purged;
+  hh_segment_t* evicted = huge_cache_evict_locked(false);
+  segment_unlock();
+  /* segment may be another thread's (or unmapped) from here on */
+  if (evicted != NULL) huge_cache_unmap(evicted);
+  if (delay > 0 && resident) hhi_purger_notify();
+}
+
+/* The smallest entry of at least segment_size bytes and at most twice that. */
+static hh_segment_t* huge_cache_take(size_t segment_size) {
+  if (atomic_load_explicit(&huge_cache_count, memory_order_relaxed) == 0) return NULL;  /* a stale miss maps */
+  segment_lock();
+  hh_segment_t** best = NULL;
+  for (hh_segment_t** link = &huge_cache; *link != NULL; link = &(*link)->next) {
+    size_t size = (*link)->mapping_size;
+    if (size < segment_size || size / 2 > segment_size) continue;
+    if (best == NULL || size < (*best)->mapping_size) best = link;
+  }
+  hh_segment_t* segment = NULL;
+  if (best != NULL) {
+    segment = *best;
+    *best = segment->next;
+    atomic_fetch_sub_explicit(&huge_cache_count, 1, memory_order_relaxed);
+    huge_cache_bytes -= segment->mapping_size;
+    if (!segment->pages[0].is_purged) atomic_fetch_sub_explicit(&huge_cache_unpurged, 1, memory_order_seq_cst);
+  }
+  segment_unlock();
+  return segment;
+}
+
+/* Lay out a cached huge segment for a new block: segment_size bytes of its
+ * mapping, the block at block_offset (0: after the metadata). Its memory is
+ * zero only if it was purged; what lies beyond the new size is purged. */
+static void huge_cache_reuse(hh_segment_t* segment, hh_tld_t* tld, size_t segment_size, size_t info,
+                             size_t block_offset) {
+  hhi_stat_sub(&hhi_stats.segments_cached, 1);
+  hh_page_t* page = &segment->pages[0];
+  bool memory_is_zero = page->is_purged;
+  size_t area;
+  (void)hhi_segment_page_area(segment, page, &area);
+  hhi_stat_sub(&hhi_stats.committed, segment->segment_size - (memory_is_zero ? area : 0));
+  if (!memory_is_zero && segment->segment_size > segment_size) {
+    (void)hhi_os_purge((uint8_t*)segment + segment_size, segment->segment_size - segment_size);
+  }
+  segment_setup(segment, tld, HH_SEGMENT_HUGE, segment_size, info, block_offset);
+  segment_init_pages(segment, memory_is_zero);
+  hhi_stat_add(&hhi_stats.committed, &hhi_stats.committed_peak, segment_size);
+}
+
+static void huge_cache_flush(void) {
+  for (;;) {
+    segment_lock();
+    hh_segment_t* segment = huge_cache_evict_locked(true);
+    segment_unlock();
+    if (segment == NULL) return;
+    huge_cache_unmap(segment);
+  }
+}
+
+bool hhi_huge_cache_purge_pending(void) {
+  return HH_HUGE_CACHE && atomic_load_explicit(&huge_cache_unpurged, memory_order_seq_cst) != 0;
+}
+
+void hhi_huge_cache_collect(void) {
+  if (HH_HUGE_CACHE) huge_cache_purge_expired(hhi_os_clock_ms());
+}
+
 void hhi_segment_huge_free(hh_page_t* page) {
   hh_segment_t* segment = hhi_page_segment(page);
   hhi_stat_sub(&hhi_stats.pages, 1);
+  if (HH_HUGE_CACHE) {
+    page->segment_in_use = 0;
+    huge_cache_push(segment);
+    return;
+  }
   if (!HH_HUGE_QUARANTINE) {
     hhi_segment_unmap(segment);
     return;

@@ -140,7 +140,9 @@ typedef enum hh_segment_kind_e {
  * used < page_count (small/medium) is in its tld's free queue for its kind. */
 struct hh_segment_s {
   uintptr_t cookie;                 /* segment address ^ process cookie: validates the header */
-  size_t segment_size;              /* bytes mapped for this segment (>= SEGMENT_SIZE) */
+  size_t segment_size;              /* bytes of the mapping this segment uses (>= SEGMENT_SIZE) */
+  size_t mapping_size;              /* bytes mapped: segment_size, or more for a huge segment that
+                                       reuses a bigger freed one's mapping (segment.c: huge cache) */
   size_t info_size;                 /* bytes of header + page array (+ guard), page 0 starts after */
   size_t block_offset;              /* huge aligned segments: offset of the block, else 0 */
   hh_segment_t* next;               /* next segment in the tld free queue or cache */
@@ -158,7 +160,7 @@ struct hh_segment_s {
   uint32_t purge_pending;           /* free pages with a purge_expire set */
   bool in_free_queue;               /* linked in tld->small_free / medium_free */
   bool blocks_protected;            /* HH_PROTECT_PURGED: purged whole and made PROT_NONE (cached) */
-  uint64_t cached_ms;               /* when it entered the global cache (segment.c), for purging */
+  uint64_t cached_ms;               /* when it entered the global or huge cache (segment.c), for purging */
   uint64_t span_reserved;           /* large: bit i set = slice i is metadata or guard, never a span */
   uint64_t span_used;               /* large: bit i set = slice i belongs to a span, or is reserved */
   uint64_t span_resident;           /* large: bit i set = slice i's memory may be resident (not purged) */

@@ -1386,6 +1386,67 @@ START_TEST(test_stats_huge_and_collect) {
 }
 END_TEST
 
+/* Freed huge blocks: the fast build keeps their mappings for the next huge
+ * request that fits (no mmap, only what the request needs of it, dirty
+ * memory zeroed for calloc, purged after PURGE_DELAY, unmapped by
+ * collect(force)); the secure build quarantines them, so a freed huge
+ * block's address is not handed out again at once. */
+START_TEST(test_huge_mapping_reuse) {
+  const long delay = hh_option_get(hh_option_purge_delay);
+  hh_option_set(hh_option_purge_delay, -1);  /* no purge during the test but the one asked for */
+  hh_collect(true);
+  uint8_t* p = hh_malloc(9 * MiB);
+  ck_assert_ptr_nonnull(p);
+  memset(p, 0xAB, 9 * MiB);
+  hh_free(p);
+  hh_stats_t s0 = stats_now();
+  uint8_t* q = hh_calloc(1, 6 * MiB);
+  ck_assert_ptr_nonnull(q);
+  hh_stats_t s1 = stats_now();
+  check_stats_invariants(&s1);
+  REQUIRE(first_nonzero(q, 6 * MiB) == SIZE_MAX, "calloc of a reused huge mapping is not zero");
+  ck_assert_uint_ge(hh_usable_size(q), 6 * MiB);
+  ck_assert_uint_lt(hh_usable_size(q), 6 * MiB + 64 * KiB);  /* not the whole 9 MiB mapping */
+  if (hh_is_secure()) {
+    ck_assert_ptr_ne(q, p);  /* p's segment waits in the quarantine */
+    ck_assert_uint_gt(s1.mmap_calls, s0.mmap_calls);
+    hh_free(q);
+  } else {
+    ck_assert_ptr_eq(q, p);
+    ck_assert_uint_eq(s1.mmap_calls, s0.mmap_calls);
+    ck_assert_uint_eq(s1.segments_cached + 1, s0.segments_cached);
+    /* a request the cached mapping is more than twice as big as maps anew */
+    hh_free(q);
+    uint8_t* small_huge = hh_malloc(3 * MiB);
+    ck_assert_ptr_nonnull(small_huge);
+    ck_assert_ptr_ne(small_huge, p);
+    hh_free(small_huge);
+    /* PURGE_DELAY 0: a freed huge block's memory goes back at once */
+    hh_option_set(hh_option_purge_delay, 0);
+    uint8_t* r = hh_malloc(8 * MiB);
+    memset(r, 0x5A, 8 * MiB);
+    hh_stats_t s2 = stats_now();
+    hh_free(r);
+    hh_stats_t s3 = stats_now();
+    ck_assert_uint_le(s3.committed + 8 * MiB - 64 * KiB, s2.committed);
+    /* SEGMENT_CACHE 0: nothing is kept */
+    hh_option_set(hh_option_segment_cache, 0);
+    r = hh_malloc(8 * MiB);
+    hh_stats_t s4 = stats_now();
+    hh_free(r);
+    hh_stats_t s5 = stats_now();
+    ck_assert_uint_eq(s5.segments_cached + 0, s4.segments_cached);
+    ck_assert_uint_le(s5.reserved + 8 * MiB, s4.reserved);
+    hh_option_set(hh_option_segment_cache, 4);
+  }
+  hh_collect(true);
+  hh_stats_t s6 = stats_now();
+  ck_assert_uint_eq(s6.segments_cached, 0);
+  ck_assert_uint_eq(s6.huge_count, 0);
+  hh_option_set(hh_option_purge_delay, delay);
+}
+END_TEST
+
 START_TEST(test_stats_print) {
   void* p = hh_malloc(100);
   ck_assert_ptr_nonnull(p);
@@ -1530,6 +1591,7 @@ static Suite* api_suite(void) {
   tc = tcase_create("stats_options");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_stats_huge_and_collect);
+  tcase_add_test(tc, test_huge_mapping_reuse);
   tcase_add_test(tc, test_stats_print);
   tcase_add_test(tc, test_bin_stats);
   tcase_add_test(tc, test_options);
