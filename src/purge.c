@@ -6,7 +6,8 @@
  * runs those purges instead. It takes each live thread's segment-layer
  * lock with a try (an owner that is busy purges for itself), runs that
  * thread's expired page purges (segment.c:hhi_segments_collect), the
- * large segments' shared ones, and those of the cached huge mappings. A thread's span cache (at most 3 MiB of
+ * large segments' shared ones, and those of the cached huge mappings.
+ * A thread's span cache (at most 3 MiB of
  * freed large blocks) is left to its owner: releasing a span rewrites its
  * descriptor, which the owner may be reading in a lookup of a stale
  * pointer at that moment.

@@ -243,13 +243,13 @@ static void page_purged(hh_segment_t* segment, hh_page_t* page, bool returned) {
 }
 
 static void page_purge_now(hh_segment_t* segment, hh_page_t* page) {
-  if (page->is_purged) {
-    page_purged(segment, page, false);
-    return;
+  bool returned = false;
+  if (!page->is_purged) {
+    size_t size;
+    uint8_t* start = hhi_segment_page_area(segment, page, &size);
+    returned = hhi_os_purge(start, size);
   }
-  size_t size;
-  uint8_t* start = hhi_segment_page_area(segment, page, &size);
-  page_purged(segment, page, hhi_os_purge(start, size));
+  page_purged(segment, page, returned);
 }
 
 void hhi_segment_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool force) {
@@ -865,6 +865,16 @@ static void huge_cache_purge_expired(uint64_t now) {
   segment_unlock();
 }
 
+/* Take the entry *link points at out of the cache. */
+static hh_segment_t* huge_cache_unlink_locked(hh_segment_t** link) {
+  hh_segment_t* segment = *link;
+  *link = segment->next;
+  atomic_fetch_sub_explicit(&huge_cache_count, 1, memory_order_relaxed);
+  huge_cache_bytes -= segment->mapping_size;
+  if (!segment->pages[0].is_purged) atomic_fetch_sub_explicit(&huge_cache_unpurged, 1, memory_order_seq_cst);
+  return segment;
+}
+
 /* Unlink the oldest entry if the cache is over its bounds (all: any). */
 static hh_segment_t* huge_cache_evict_locked(bool all) {
   if (huge_cache == NULL) return NULL;
@@ -872,12 +882,7 @@ static hh_segment_t* huge_cache_evict_locked(bool all) {
   if (!all && count <= HH_HUGE_CACHE_MAX && huge_cache_bytes <= HH_HUGE_CACHE_BYTES) return NULL;
   hh_segment_t** link = &huge_cache;
   while ((*link)->next != NULL) link = &(*link)->next;
-  hh_segment_t* oldest = *link;
-  *link = NULL;
-  atomic_store_explicit(&huge_cache_count, count - 1, memory_order_relaxed);
-  huge_cache_bytes -= oldest->mapping_size;
-  if (!oldest->pages[0].is_purged) atomic_fetch_sub_explicit(&huge_cache_unpurged, 1, memory_order_seq_cst);
-  return oldest;
+  return huge_cache_unlink_locked(link);
 }
 
 static void huge_cache_unmap(hh_segment_t* segment) {
@@ -919,14 +924,7 @@ static hh_segment_t* huge_cache_take(size_t segment_size) {
     if (size < segment_size || size / 2 > segment_size) continue;
     if (best == NULL || size < (*best)->mapping_size) best = link;
   }
-  hh_segment_t* segment = NULL;
-  if (best != NULL) {
-    segment = *best;
-    *best = segment->next;
-    atomic_fetch_sub_explicit(&huge_cache_count, 1, memory_order_relaxed);
-    huge_cache_bytes -= segment->mapping_size;
-    if (!segment->pages[0].is_purged) atomic_fetch_sub_explicit(&huge_cache_unpurged, 1, memory_order_seq_cst);
-  }
+  hh_segment_t* segment = best != NULL ? huge_cache_unlink_locked(best) : NULL;
   segment_unlock();
   return segment;
 }
