@@ -107,10 +107,11 @@ hh_page_t* hhi_segment_huge_alloc(hh_tld_t* tld, size_t block_size, size_t align
  * its mapping for a later huge block, with HH_HUGE_QUARANTINE keep it
  * mapped inaccessible for a while. */
 void hhi_segment_huge_free(hh_page_t* page);
-/* HH_HUGE_CACHE: some cached huge mapping still holds resident memory;
- * purge those whose PURGE_DELAY is over (the background purger). */
-bool hhi_huge_cache_purge_pending(void);
-void hhi_huge_cache_collect(void);
+/* Some entry of the global cache of empty segments or of the huge cache
+ * still holds resident memory; purge those whose delay is over (the
+ * background purger). */
+bool hhi_segment_caches_purge_pending(void);
+void hhi_segment_caches_collect(void);
 /* Can the huge block of page serve newsize bytes in place (realloc)? */
 bool hhi_segment_huge_resize(const hh_page_t* page, size_t newsize);
 /* Zero the link words the last page of a free slot left at its block

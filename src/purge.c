@@ -6,8 +6,8 @@
  * runs those purges instead. It takes each live thread's segment-layer
  * lock with a try (an owner that is busy purges for itself), runs that
  * thread's expired page purges (segment.c:hhi_segments_collect), the
- * large segments' shared ones, and those of the cached huge mappings.
- * A thread's span cache (at most 3 MiB of
+ * large segments' shared ones, and those of the process-wide caches of
+ * empty segments and huge mappings. A thread's span cache (at most 3 MiB of
  * freed large blocks) is left to its owner: releasing a span rewrites its
  * descriptor, which the owner may be reading in a lookup of a stale
  * pointer at that moment.
@@ -83,9 +83,9 @@ static bool purge_round(void) {
     hhi_spans_collect(NULL, false);
     round.pending |= hhi_spans_purge_pending();
   }
-  if (hhi_huge_cache_purge_pending()) {
-    hhi_huge_cache_collect();
-    round.pending |= hhi_huge_cache_purge_pending();
+  if (hhi_segment_caches_purge_pending()) {
+    hhi_segment_caches_collect();
+    round.pending |= hhi_segment_caches_purge_pending();
   }
   pthread_mutex_unlock(&round_lock);
   return round.pending;

@@ -262,12 +262,21 @@ void hhi_segment_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool for
       if (segment->tld != NULL) segment->tld->segments.purge_pending++;
     }
     page->purge_expire = hhi_os_clock_ms() + (uint64_t)delay;
+    segment->purge_busy_until = page->purge_expire;
     hhi_purger_notify();
   }
 }
 
-static bool purge_due(const hh_page_t* page, uint64_t now, bool force) {
-  return !page->segment_in_use && page->purge_expire != 0 && (force || page->purge_expire <= now);
+/* A free page's purge is due PURGE_DELAY after its free once its segment
+ * went a PURGE_DELAY without another page free, and in any case
+ * HH_PURGE_BUSY_DELAYS delays after it (config.h). */
+static bool purge_due(const hh_segment_t* segment, const hh_page_t* page, uint64_t now, bool force) {
+  if (page->segment_in_use || page->purge_expire == 0) return false;
+  if (force) return true;
+  if (page->purge_expire > now) return false;
+  if (segment->purge_busy_until <= now) return true;
+  uint64_t delay = (uint64_t)hhi_option_value(hh_option_purge_delay);
+  return page->purge_expire + (HH_PURGE_BUSY_DELAYS - 1) * delay <= now;
 }
 
 /* Purge the free pages of segment whose delay expired (all with force).
@@ -279,7 +288,7 @@ static void segment_purge_expired(hh_segment_t* segment, uint64_t now, bool forc
   if (segment->purge_pending == 0) return;
   uint32_t i = 0;
   while (i < segment->page_count) {
-    if (!purge_due(&segment->pages[i], now, force)) {
+    if (!purge_due(segment, &segment->pages[i], now, force)) {
       i++;
       continue;
     }
@@ -287,7 +296,7 @@ static void segment_purge_expired(hh_segment_t* segment, uint64_t now, bool forc
     uint8_t* start = hhi_segment_page_area(segment, &segment->pages[i], &size);
     uint8_t* end = start + size;
     uint32_t j = i + 1;
-    for (; j < segment->page_count && purge_due(&segment->pages[j], now, force); j++) {
+    for (; j < segment->page_count && purge_due(segment, &segment->pages[j], now, force); j++) {
       uint8_t* next = hhi_segment_page_area(segment, &segment->pages[j], &size);
       if (next != end) break;
       end = next + size;
@@ -330,15 +339,20 @@ static void segment_setup(hh_segment_t* segment, hh_tld_t* tld, hh_segment_kind_
   segment->blocks_protected = false;
   segment->used = 0;
   segment->purge_pending = 0;
+  segment->purge_busy_until = 0;
   segment->in_free_queue = false;
 }
 
 /* ---- the global cache of empty segments ---------------------------------------
  * An exiting thread leaves its empty segments here instead of unmapping
  * them, so the next thread (thread churn, as in servers that spawn workers)
- * reuses the mapping instead of mapping fresh memory. Bounded, and entries
- * are purged. Guarded by segments_lock, which also guards the abandoned
- * list (fork handlers take it). */
+ * reuses the mapping, and while it is fresh the memory too. Bounded; an
+ * entry's memory is purged PURGE_DELAY after it came (by the next cache
+ * operation, a thread's collect or the background purger). Purging them at
+ * once made every thread of larson refault its predecessor's memory.
+ * Keeping them 10 delays was no faster and doubled larson's peak RSS.
+ * Guarded by segments_lock, which also guards the abandoned list (fork
+ * handlers take it). */
 #define HH_GLOBAL_CACHE_MAX 4
 static pthread_mutex_t segments_lock = PTHREAD_MUTEX_INITIALIZER;
 static void quarantine_flush(bool all);
@@ -347,8 +361,9 @@ static void huge_cache_purge_expired(uint64_t now);
 static hh_segment_t* huge_cache_take(size_t segment_size);
 static void huge_cache_reuse(hh_segment_t* segment, hh_tld_t* tld, size_t segment_size, size_t info,
                              size_t block_offset);
-static hh_segment_t* global_cache;          /* newest first, linked by next */
-static _Atomic(size_t) global_cache_count;  /* written under the lock, peeked without it */
+static hh_segment_t* global_cache;             /* newest first, linked by next */
+static _Atomic(size_t) global_cache_count;     /* written under the lock, peeked without it */
+static _Atomic(size_t) global_cache_unpurged;  /* entries not purged yet (cached_ms != 0; seq_cst: the purger) */
 
 /* Purge every page slot of an empty segment with one madvise. */
 static void segment_purge_all(hh_segment_t* segment) {
@@ -376,31 +391,48 @@ static void segment_purge_all(hh_segment_t* segment) {
   }
 }
 
-static void global_cache_purge_expired(uint64_t now) {
+/* Under segments_lock. */
+static void global_cache_purge_expired_locked(uint64_t now) {
   long delay = hhi_option_value(hh_option_purge_delay);
   if (delay < 0) return;
   for (hh_segment_t* s = global_cache; s != NULL; s = s->next) {
-    if (s->cached_ms + (uint64_t)delay <= now) segment_purge_all(s);
+    if (s->cached_ms == 0 || s->cached_ms + (uint64_t)delay > now) continue;
+    segment_purge_all(s);
+    s->cached_ms = 0;
+    atomic_fetch_sub_explicit(&global_cache_unpurged, 1, memory_order_seq_cst);
   }
 }
 
+static void global_cache_purge_expired(uint64_t now) {
+  if (atomic_load_explicit(&global_cache_unpurged, memory_order_seq_cst) == 0) return;
+  pthread_mutex_lock(&segments_lock);
+  global_cache_purge_expired_locked(now);
+  pthread_mutex_unlock(&segments_lock);
+}
+
+/* segment has no owner and no purge scheduled any more. */
 static void segment_to_global_cache(hh_segment_t* segment) {
   uint64_t now = hhi_os_clock_ms();
+  long delay = hhi_option_value(hh_option_purge_delay);
   segment->tld = NULL;
   atomic_store_explicit(&segment->thread_id, 0, memory_order_release);
-  segment->cached_ms = now;
+  if (delay == 0) segment_purge_all(segment);
+  segment->cached_ms = delay > 0 ? now : 0;  /* 0: nothing left for the purger (PURGE_DELAY=-1: never) */
   pthread_mutex_lock(&segments_lock);
   bool kept = atomic_load_explicit(&global_cache_count, memory_order_relaxed) < HH_GLOBAL_CACHE_MAX;
   if (kept) {
     segment->next = global_cache;
     global_cache = segment;
     atomic_fetch_add_explicit(&global_cache_count, 1, memory_order_relaxed);
-    global_cache_purge_expired(now);
+    if (segment->cached_ms != 0) atomic_fetch_add_explicit(&global_cache_unpurged, 1, memory_order_seq_cst);
+    global_cache_purge_expired_locked(now);
   }
   pthread_mutex_unlock(&segments_lock);
   if (!kept) {
     hhi_stat_sub(&hhi_stats.segments_cached, 1);
     hhi_segment_unmap(segment);
+  } else if (delay > 0) {
+    hhi_purger_notify();
   }
 }
 
@@ -411,7 +443,8 @@ static hh_segment_t* global_cache_pop(void) {
   if (segment != NULL) {
     global_cache = segment->next;
     atomic_fetch_sub_explicit(&global_cache_count, 1, memory_order_relaxed);
-    global_cache_purge_expired(hhi_os_clock_ms());
+    if (segment->cached_ms != 0) atomic_fetch_sub_explicit(&global_cache_unpurged, 1, memory_order_seq_cst);
+    global_cache_purge_expired_locked(hhi_os_clock_ms());
   }
   pthread_mutex_unlock(&segments_lock);
   return segment;
@@ -426,20 +459,17 @@ static void global_cache_flush(void) {
   }
 }
 
-/* The exiting thread's empty segments go to the global cache purged: the
- * mapping is reused by the next thread (no mmap/munmap per thread), but
- * their memory is not. Handing resident segments from thread to thread kept
- * up to HH_GLOBAL_CACHE_MAX x 4 MiB resident on top of the live heaps
- * (larson at 2 threads: 24 MiB peak RSS against 16.5 MiB purged, for about
- * 15% more time). */
+/* The exiting thread's empty segments go to the global cache as they are:
+ * their pages' scheduled purges give way to the cache's own. */
 static void segments_thread_exit_under_lock(hh_tld_t* tld) {
   hhi_segments_collect(tld, false);
   while (tld->segments.cache != NULL) {
     hh_segment_t* segment = tld->segments.cache;
     tld->segments.cache = segment->next;
     tld->segments.cache_count--;
-    segment_purge_all(segment);  /* before the tld is detached: it cancels pending purges */
-    tld->segments.purge_pending -= segment->purge_pending;
+    for (uint32_t i = 0; i < segment->page_count; i++) {
+      if (segment->pages[i].purge_expire != 0) purge_cancel(segment, &segment->pages[i]);  /* while tld is attached */
+    }
     segment_to_global_cache(segment);
   }
 }
@@ -755,6 +785,7 @@ static void segments_collect_under_lock(hh_tld_t* tld, bool force) {
   if (HH_HUGE_CACHE) {
     if (force) huge_cache_flush(); else huge_cache_purge_expired(now);
   }
+  if (!force) global_cache_purge_expired(now);
   if (force) {
     global_cache_flush();
     quarantine_flush(true);
@@ -958,12 +989,15 @@ static void huge_cache_flush(void) {
   }
 }
 
-bool hhi_huge_cache_purge_pending(void) {
-  return HH_HUGE_CACHE && atomic_load_explicit(&huge_cache_unpurged, memory_order_seq_cst) != 0;
+bool hhi_segment_caches_purge_pending(void) {
+  return atomic_load_explicit(&global_cache_unpurged, memory_order_seq_cst) != 0 ||
+         (HH_HUGE_CACHE && atomic_load_explicit(&huge_cache_unpurged, memory_order_seq_cst) != 0);
 }
 
-void hhi_huge_cache_collect(void) {
-  if (HH_HUGE_CACHE) huge_cache_purge_expired(hhi_os_clock_ms());
+void hhi_segment_caches_collect(void) {
+  uint64_t now = hhi_os_clock_ms();
+  global_cache_purge_expired(now);
+  if (HH_HUGE_CACHE) huge_cache_purge_expired(now);
 }
 
 void hhi_segment_huge_free(hh_page_t* page) {

@@ -158,9 +158,12 @@ struct hh_segment_s {
   uint32_t used;                    /* pages in use */
   uint64_t free_slots;              /* small/medium: bit i set = pages[i] is free (not segment_in_use) */
   uint32_t purge_pending;           /* free pages with a purge_expire set */
+  uint64_t purge_busy_until;        /* ms: a page was freed here less than PURGE_DELAY before,
+                                       free pages keep their memory until then (segment.c) */
   bool in_free_queue;               /* linked in tld->small_free / medium_free */
   bool blocks_protected;            /* HH_PROTECT_PURGED: purged whole and made PROT_NONE (cached) */
-  uint64_t cached_ms;               /* when it entered the global or huge cache (segment.c), for purging */
+  uint64_t cached_ms;               /* when it entered the global or huge cache (segment.c), for purging;
+                                       global cache: 0 once purged or if it never will be */
   uint64_t span_reserved;           /* large: bit i set = slice i is metadata or guard, never a span */
   uint64_t span_used;               /* large: bit i set = slice i belongs to a span, or is reserved */
   uint64_t span_resident;           /* large: bit i set = slice i's memory may be resident (not purged) */

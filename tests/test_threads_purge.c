@@ -1,6 +1,6 @@
 /* The background purger (src/purge.c): memory a thread freed goes back to
  * the OS within the purge delay although no thread allocates again, also
- * for threads that are blocked, in a forked child, and without delaying
+ * for threads that are blocked or exited, in a forked child, and without delaying
  * exit. Named test_threads_* so that the ThreadSanitizer stage of
  * scripts/test.sh runs it: the purger works on other threads' segment
  * state. The hh_ calls are used (a sanitizer build does not override
@@ -136,6 +136,24 @@ START_TEST(test_purge_idle_blocked_thread) {
 }
 END_TEST
 
+/* A thread that freed a burst and exited: its empty segments go to the
+ * global cache with their memory (the next thread reuses it), and the
+ * purger must still give it back when no thread comes. */
+static void* exiting_worker(void* arg) {
+  (void)arg;
+  worker_peak = burst();
+  return NULL;
+}
+
+START_TEST(test_purge_idle_exited_thread) {
+  size_t before = committed();
+  pthread_t thread;
+  ck_assert_int_eq(pthread_create(&thread, NULL, exiting_worker, NULL), 0);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0);
+  check_idle_purge("exited thread", before, worker_peak);
+}
+END_TEST
+
 /* A forked child has no purger until it allocates; then it gets one. Its
  * exit is not held up by it. */
 START_TEST(test_purge_forked_child) {
@@ -183,6 +201,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_purge_idle_main_thread);
   tcase_add_test(tc, test_purge_idle_blocked_thread);
+  tcase_add_test(tc, test_purge_idle_exited_thread);
   tcase_add_test(tc, test_purge_forked_child);
   tcase_add_test(tc, test_purge_exit_not_delayed);
   suite_add_tcase(s, tc);
