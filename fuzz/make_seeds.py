@@ -143,6 +143,27 @@ def misuse():
     seeds["exiting_thread"] = prog
     prog = bytes([4, 40, 47]) + b"".join(bytes([6 | 0x10, i]) for i in range(10)) + bytes([8, 20, 2]) + bytes([9, 0, 0])
     seeds["full_pages_remote"] = prog
+    # level 2: overflows into the canary (op 14: slot, sub (2: usable_size
+    # first), k-1 (u16), value), then the block's end through any_live (its
+    # byte / 64: 0 free, 1 remote free, 2 realloc)
+    prog = b""
+    for slot in range(4):
+        prog += bytes([0, slot, 6])                                # 19 bytes
+    prog += bytes([0, 4, 170]) + size_medium(20000) + bytes([0, 5, 170]) + size_large(300000)
+    prog += bytes([14, 0, 2, 4, 0, 0x41]) + bytes([5, 0])         # past the zero byte, usable_size, free
+    prog += bytes([14, 1, 2, 2, 0, 0x00]) + bytes([5, 64 + 1])    # fill bytes only, remote free
+    prog += bytes([14, 2, 2, 63, 0, 0x7f]) + bytes([5, 128 + 2]) + bytes([5, 2])  # to the size field; realloc, free
+    prog += bytes([14, 4, 2, 5, 0, 0x01]) + bytes([5, 4]) + bytes([14, 5, 0, 30, 0, 0xff]) + bytes([5, 64 + 5])
+    seeds["canary_overflow"] = prog
+    # level 2: a write after free past the link of a block that left the
+    # quarantine (op 13, sub 0: freed block, offset - 8 (u16), bytes)
+    prog = bytes([4, 20, 40])                                      # 40 blocks of 62 bytes
+    for slot in range(1, 40):
+        prog += bytes([5, slot])                                   # free all but slot 0
+    prog += bytes([13, 0, 3, 4, 0]) + bytes([0x5a] * 8) + bytes([15, 0])
+    seeds["write_after_free_zeroed"] = prog
+    prog = bytes([0, 0, 20, 0, 1, 20, 5, 1]) + bytes([13, 0, 0, 1, 0]) + bytes([1] * 8)  # still in the quarantine
+    seeds["write_after_free_quarantined"] = prog
     return seeds
 
 

@@ -40,10 +40,24 @@
  *     reported list is cut, and blocks cut off it are on no list); a link
  *     copied from another free block is not asserted (it may decode to a
  *     free block by chance, which SECURITY.md allows).
+ *   - (level 2) a write past a block's requested size, into its canary:
+ *     the next free, remote free, realloc or usable_size of the block
+ *     reports heap-overflow (or heap-overflow-size); asserted when the
+ *     write changed a byte and stopped short of the canary's size field
+ *     (a size field rewritten may decode to another valid request, which
+ *     the check then starts from), allowed otherwise. A free that reports
+ *     leaks the block; a realloc that reports fails with EINVAL.
+ *   - (level 2) a write after free that leaves the link alone but makes a
+ *     byte past it non-zero: reported as write-after-free by
+ *     hh_heap_validate (a quarantined block) or when the block is handed
+ *     out again; the harness allocates up to 512 blocks of its class to
+ *     get it back and asserts the report if it does (first corruption of
+ *     an input).
  * Not asserted, because SECURITY.md lists them as not detected: writes
- * into a block's slack or into a live neighbour, writes after free that
- * leave the link alone, double frees after the block was handed out again,
- * racing double frees, wild writes into metadata.
+ * into a block's slack below level 2 or into a live neighbour, writes after
+ * free below level 2 that leave the link alone, double frees after the
+ * block was handed out again, racing double frees, wild writes into
+ * metadata.
  *
  * Checked on every allocation, misuse or not: the block is 16-aligned,
  * inside a page of H (hh_heap_contains), holds its usable size, and
@@ -51,21 +65,22 @@
  * operations get no report (until a list was corrupted in the input); H
  * validates unless a list was corrupted.
  *
- * The harness runs the ASan build with allow_user_poisoning=0: it makes
- * these bugs on purpose, and here the secure build is what must see them. */
+ * The harness links the secure library as users run it, without the
+ * AddressSanitizer tracking mode (which leaves out the canary and zero on
+ * free, and would see these bugs itself): ASan checks the library's code
+ * and the harness, not the blocks. Guarded samples are off
+ * (GUARDED_SAMPLE_RATE=0, set by re-executing): their misuses have a
+ * harness of their own (guarded.c). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "fuzz_common.h"
 
-const char* __asan_default_options(void);
-const char* __asan_default_options(void) {
-  return "allow_user_poisoning=0";
-}
 
 /* Layout facts of the build (src/config.h): where pages and segments start. */
 #define SEGMENT_SIZE ((uintptr_t)4 << 20)
@@ -78,6 +93,24 @@ const char* __asan_default_options(void) {
 #define SLOTS 64
 #define FREED 64
 
+/* Level 2 (src/config.h): a canary after every request (usable_size is the
+ * request) and freed blocks zeroed past their link. Set at the first input. */
+static bool canary_on;
+
+/* The canary's minimum bytes after a request of size (src/config.h:
+ * HH_CANARY_MIN, HH_CANARY_MIN_LARGE, HH_CANARY_SHORT_MAX). */
+static size_t canary_min(size_t size) {
+  return size + 3 <= 64 * 1024 ? 3 : 9;
+}
+
+/* The block size a plain request of size bytes gets at least: hh_good_size
+ * is the most it could have asked for in the same block. */
+static size_t block_at_least(size_t size) {
+  return canary_on ? hh_good_size(size) + canary_min(size) : hh_good_size(size);
+}
+
+typedef enum { INTACT, DAMAGE_MAY_BE_SEEN, DAMAGE_SEEN } damage_t;
+
 typedef struct slot_s {
   uint8_t* p;
   size_t size, usable;
@@ -85,6 +118,9 @@ typedef struct slot_s {
   bool plain;  /* p is its block's start (not an aligned interior address) */
   bool in_h;   /* a block of H (not one an exited thread left) */
   uint64_t born;  /* clock when it was handed out */
+  size_t block_lo, block_hi;  /* the sizes its block may have (usable, and alignment, bound them) */
+  size_t room;      /* level 2: bytes past the request surely inside the block (its canary) */
+  damage_t canary;  /* an overflow wrote into its canary: will the next check see it */
 } slot_t;
 
 typedef struct freed_s {
@@ -92,6 +128,7 @@ typedef struct freed_s {
   size_t usable;
   bool plain, in_h;
   uint64_t died;  /* clock when it was freed */
+  size_t block_lo, block_hi;  /* as in slot_t */
 } freed_t;
 
 static slot_t slots[SLOTS];
@@ -99,7 +136,7 @@ static freed_t freed[FREED];
 static size_t freed_next;
 static hh_heap_t* H;
 static uint32_t seed_counter;
-static bool list_corrupted;  /* a write changed a free block's link in this input */
+static bool list_corrupted;  /* a write changed a free block in this input (its link; at level 2 any byte) */
 static uint64_t clock_now;    /* counts hand-outs and frees */
 
 /* ---- the report log ------------------------------------------------------------------*/
@@ -172,12 +209,12 @@ static void expect_one_of(size_t m, const hh_misuse_t* kinds, size_t n) {
  * the last span of a large segment may have unmapped the segment, or put it
  * in a segment cache from which it came back as a segment of small or
  * medium pages (p then in a free page slot of it). */
-static void expect_freed(size_t m, hh_misuse_t kind, const void* p, bool plain, size_t usable) {
+static void expect_freed(size_t m, hh_misuse_t kind, const void* p, bool plain, size_t block_lo, size_t block_hi) {
   if (reports_since(m) == 1 && m < LOG_MAX) {
     hh_misuse_t got = log_reports[m].kind;
     if (!plain && got == HH_MISUSE_INTERIOR_POINTER) return;
-    if (usable <= MEDIUM_MAX && got == HH_MISUSE_FREE_PAGE) return;
-    if (usable > MEDIUM_MAX && usable <= LARGE_MAX &&
+    if (block_lo <= MEDIUM_MAX && got == HH_MISUSE_FREE_PAGE) return;
+    if (block_hi > MEDIUM_MAX && block_lo <= LARGE_MAX &&
         (got == HH_MISUSE_FOREIGN_POINTER || got == HH_MISUSE_FREE_PAGE)) {
       return;  /* the segment unmapped, or cached and reused for small or medium pages */
     }
@@ -277,18 +314,23 @@ static void forget_freed_overlapping(const uint8_t* p, size_t n) {
 
 static void remember_freed(const slot_t* s) {
   forget_freed_overlapping(s->p, s->usable);
-  freed[freed_next++ % FREED] = (freed_t){s->p, s->usable, s->plain, s->in_h, ++clock_now};
+  freed[freed_next++ % FREED] = (freed_t){s->p, s->usable, s->plain, s->in_h, ++clock_now, s->block_lo, s->block_hi};
 }
 
-/* A block the allocator just returned: where it may be. */
-static void adopt(slot_t* s, uint8_t* p, size_t size, bool plain, bool in_h) {
+/* A block the allocator just returned (for a request of size bytes, at
+ * an alignment of align if it is not plain): where it may be. */
+static void adopt(slot_t* s, uint8_t* p, size_t size, bool plain, bool in_h, size_t align) {
   FUZZ_CHECK(p != NULL && ((uintptr_t)p & (HH_MIN_ALIGNMENT - 1)) == 0);
   if (in_h) FUZZ_CHECK(hh_heap_contains(H, p));
   size_t usable = hh_usable_size(p);
   FUZZ_CHECK(usable >= size);
+  if (canary_on) FUZZ_CHECK(usable == size);  /* SECURITY.md: the requested size */
   FUZZ_CHECK(!overlaps_live(p, usable));
   forget_freed_overlapping(p, usable);
-  *s = (slot_t){p, size, usable, ++seed_counter * 0x9E3779B1u, plain, in_h, ++clock_now};
+  size_t lo = canary_on ? block_at_least(size) : usable;
+  size_t hi = plain ? lo : lo + align;
+  size_t room = plain ? lo - size : canary_min(size);
+  *s = (slot_t){p, size, usable, ++seed_counter * 0x9E3779B1u, plain, in_h, ++clock_now, lo, hi, room, INTACT};
   pattern_fill(p, size, s->seed);
 }
 
@@ -301,9 +343,9 @@ static size_t page_window(size_t usable) {
  * page has not been empty since, the block is on one of its lists (unless a
  * corrupted list was cut), and its memory is mapped and no live block's. */
 static bool anchored(const freed_t* f) {
-  if (f->p == NULL || !f->plain || !f->in_h || f->usable > MEDIUM_MAX) return false;
+  if (f->p == NULL || !f->plain || !f->in_h || f->block_hi > MEDIUM_MAX) return false;
   if (overlaps_live(f->p, f->usable)) return false;
-  uintptr_t window = page_window(f->usable);
+  uintptr_t window = page_window(f->block_lo);
   for (int i = 0; i < SLOTS; i++) {
     const slot_t* s = &slots[i];
     if (s->p != NULL && s->plain && s->in_h && s->usable == f->usable && s->born < f->died &&
@@ -320,11 +362,20 @@ static size_t rd_request(reader_t* r) {
   return rd_size(r);
 }
 
+static void settle_damaged(slot_t* s, uint8_t how);
+static void describe_slot(const char* op, const slot_t* s);
+
+/* A live block chosen by the input; one whose canary an overflow damaged is
+ * freed (or reallocated) instead, and the operation does nothing more. */
 static slot_t* any_live(reader_t* r) {
-  int start = rd_u8(r) % SLOTS;
+  uint8_t b = rd_u8(r);
+  int start = b % SLOTS;
   for (int i = 0; i < SLOTS; i++) {
     slot_t* s = &slots[(start + i) % SLOTS];
-    if (s->p != NULL) return s;
+    if (s->p == NULL) continue;
+    if (s->canary == INTACT) return s;
+    settle_damaged(s, b / SLOTS);
+    return NULL;
   }
   return NULL;
 }
@@ -345,11 +396,46 @@ static void free_on(const void* p, bool remote) {
 }
 
 static void free_slot(slot_t* s, bool remote) {
+  if (s->canary != INTACT) {
+    settle_damaged(s, remote);
+    return;
+  }
   check_block(s);
   size_t m = mark();
   free_on(s->p, remote);
   expect_none(m);
   remember_freed(s);
+  memset(s, 0, sizeof(*s));
+}
+
+static const hh_misuse_t overflow_kinds[] = {HH_MISUSE_HEAP_OVERFLOW, HH_MISUSE_HEAP_OVERFLOW_SIZE};
+
+/* One report since m, an overflow past the block handed out as p. */
+static void expect_overflow(size_t m, const void* p) {
+  expect_one_of(m, overflow_kinds, 2);
+  FUZZ_CHECK(log_reports[m].pointer == p);
+}
+
+/* The end of a block whose canary an overflow wrote into: the free (here
+ * or remote; how) or realloc that checks the canary. A free that reports
+ * leaks the block; one that does not (the write may have left the checks
+ * intact) was a correct free. A realloc that reports fails and leaves the
+ * block as it was, damaged. */
+static void settle_damaged(slot_t* s, uint8_t how) {
+  describe_slot("end of an overflowed block", s);
+  check_block(s);
+  size_t m = mark();
+  if (how % 3 == 2 && s->canary == DAMAGE_SEEN) {
+    errno = 0;
+    FUZZ_CHECK(hh_realloc(s->p, s->size + how) == NULL && errno == EINVAL);
+    expect_overflow(m, s->p);
+    check_block(s);
+    return;
+  }
+  free_on(s->p, how & 1);
+  bool seen = reports_since(m) > 0;
+  if (seen || s->canary == DAMAGE_SEEN) expect_overflow(m, s->p);
+  if (!seen) remember_freed(s);
   memset(s, 0, sizeof(*s));
 }
 
@@ -371,6 +457,39 @@ static void write_free(freed_t* f, size_t k, const uint8_t* bytes, size_t n, boo
     FUZZ_CHECK(!valid && n_reports >= 1);
     for (size_t i = m; i < m + n_reports && i < LOG_MAX; i++) FUZZ_CHECK(is_corruption_kind(log_reports[i].kind));
   }
+}
+
+/* Level 2: f (anchored) is no longer zero past its link. The first such
+ * write of an input is found by hh_heap_validate if f waits in the
+ * quarantine, else when f is handed out again: up to 512 blocks of its
+ * class are taken to get it back (and then freed). */
+static void find_write_after_free(freed_t* f) {
+  bool first = !list_corrupted;
+  list_corrupted = true;
+  if (!first) return;
+  current_op = "write after free";
+  snprintf(current_detail, sizeof current_detail, "block %p usable %zu", (void*)f->p, f->usable);
+  uint8_t* target = f->p;
+  size_t m = mark();
+  if (!hh_heap_validate(H)) {
+    expect_one(m, HH_MISUSE_WRITE_AFTER_FREE, target);
+    return;
+  }
+  FUZZ_CHECK(reports_since(m) == 0);
+  static uint8_t* taken[512];
+  size_t count = 0;
+  bool found = false;
+  while (count < 512 && !found) {
+    uint8_t* p = hh_malloc(f->usable);
+    FUZZ_CHECK(p != NULL && !overlaps_live(p, f->usable));
+    taken[count++] = p;
+    found = p == target;
+  }
+  if (found) expect_one(m, HH_MISUSE_WRITE_AFTER_FREE, target);
+  else FUZZ_CHECK(reports_since(m) == 0);
+  forget_freed_overlapping(target, f->usable);
+  for (size_t i = 0; i < count; i++) hh_free(taken[i]);
+  FUZZ_CHECK(reports_since(m) == (found ? 1 : 0));
 }
 
 /* ---- an exiting thread's blocks ------------------------------------------------------------------*/
@@ -403,7 +522,7 @@ static void op_double_free(reader_t* r) {
   check_block(s);
   uint8_t* p = s->p;
   bool plain = s->plain;
-  size_t usable = s->usable;
+  size_t block_lo = s->block_lo, block_hi = s->block_hi;
   bool first_remote = path & 1, second_remote = (path >> 1) & 1;
   size_t m = mark();
   free_on(p, first_remote);
@@ -412,7 +531,7 @@ static void op_double_free(reader_t* r) {
   memset(s, 0, sizeof(*s));
   m = mark();
   free_on(p, second_remote);
-  expect_freed(m, HH_MISUSE_DOUBLE_FREE, p, plain, usable);
+  expect_freed(m, HH_MISUSE_DOUBLE_FREE, p, plain, block_lo, block_hi);
 }
 
 static void op_free_freed(reader_t* r) {
@@ -434,7 +553,7 @@ static void op_query_freed(reader_t* r) {
   check_block(s);
   uint8_t* p = s->p;
   bool plain = s->plain;
-  size_t usable = s->usable;
+  size_t block_lo = s->block_lo, block_hi = s->block_hi;
   size_t m = mark();
   hh_free(p);
   expect_none(m);
@@ -443,10 +562,10 @@ static void op_query_freed(reader_t* r) {
   m = mark();
   errno = 0;
   FUZZ_CHECK(hh_realloc(p, 100) == NULL && errno == EINVAL);
-  expect_freed(m, HH_MISUSE_REALLOC_FREED, p, plain, usable);
+  expect_freed(m, HH_MISUSE_REALLOC_FREED, p, plain, block_lo, block_hi);
   m = mark();
   FUZZ_CHECK(hh_usable_size(p) == 0);
-  expect_freed(m, HH_MISUSE_USABLE_SIZE_FREED, p, plain, usable);
+  expect_freed(m, HH_MISUSE_USABLE_SIZE_FREED, p, plain, block_lo, block_hi);
 }
 
 static int global_object[16];
@@ -494,7 +613,7 @@ static void op_invalid_pointer(reader_t* r) {
     }
     case 2: {  /* into a segment's metadata */
       slot_t* s = any_live(r);
-      if (s == NULL || !s->in_h || s->usable > MEDIUM_MAX) return;
+      if (s == NULL || !s->in_h || s->block_hi > MEDIUM_MAX) return;
       uintptr_t segment = ((uintptr_t)s->p - 1) & ~(SEGMENT_SIZE - 1);
       const void* p = (const void*)(segment + 16 * (rd_u16(r) % 512));
       if (p == (const void*)segment) p = (const uint8_t*)p + 16;
@@ -557,13 +676,48 @@ static void op_write_free(reader_t* r) {
     uint8_t bytes[8];
     memcpy(bytes, g->p, 8);
     write_free(f, 0, bytes, 8, false);
-  } else {  /* a write after free somewhere else in the block: not detected, must be harmless */
+  } else {  /* a write after free somewhere else in the block: found at level 2, else harmless */
     if (f->usable <= 8) return;
     size_t k = 8 + rd_u16(r) % (f->usable - 8);
     size_t n = f->usable - k < 8 ? f->usable - k : 8;
     uint8_t bytes[8];
-    for (size_t i = 0; i < n; i++) bytes[i] = rd_u8(r);
+    bool nonzero = false;
+    for (size_t i = 0; i < n; i++) nonzero |= (bytes[i] = rd_u8(r)) != 0;
     write_free(f, k, bytes, n, true);
+    if (canary_on && nonzero) find_write_after_free(f);
+  }
+}
+
+/* Level 2: k bytes of value written from the end of the request on (at
+ * most to the end of the block), sub chooses whether usable_size looks
+ * first. */
+static void overflow_canary(slot_t* s, size_t k, uint8_t value, uint8_t sub) {
+  describe_slot("overflow into the canary", s);
+  if (k > s->room) k = s->room;
+  uint8_t* tail = s->p + s->size;
+  bool changed = false;
+  for (size_t i = 0; i < k; i++) changed |= tail[i] != value;
+  memset(tail, value, k);
+  if (!changed) return;
+  /* short of the size field (the last 2 bytes of the block, 8 past
+   * 64 KiB), the recorded request is still right and the check sees the
+   * change */
+  size_t field = s->block_hi <= 64 * 1024 ? 2 : 8;
+  bool short_of_field = k + field <= s->room;
+  s->canary = short_of_field ? DAMAGE_SEEN : DAMAGE_MAY_BE_SEEN;
+  if (!(sub & 2)) return;
+  /* usable_size checks the zero byte after the request and the size field */
+  size_t m = mark();
+  size_t usable = hh_usable_size(s->p);
+  if (short_of_field && value != 0) {
+    expect_overflow(m, s->p);
+    FUZZ_CHECK(usable == 0);
+  } else if (short_of_field) {
+    expect_none(m);
+    FUZZ_CHECK(usable == s->size);
+  } else if (reports_since(m) != 0) {
+    expect_overflow(m, s->p);
+    FUZZ_CHECK(usable == 0);
   }
 }
 
@@ -573,6 +727,10 @@ static void op_overflow(reader_t* r) {
   if (s == NULL) return;
   size_t k = 1 + rd_u16(r) % 64;
   uint8_t value = rd_u8(r);
+  if (canary_on) {
+    overflow_canary(s, k, value, sub);
+    return;
+  }
   /* into the slack: not detected, and harmless */
   size_t slack = s->usable - s->size;
   size_t into_slack = k < slack ? k : slack;
@@ -604,7 +762,7 @@ static void op_exiting_thread(reader_t* r) {
       hh_free(e.blocks[i]);
       continue;
     }
-    adopt(&slots[j], e.blocks[i], e.sizes[i], true, false);
+    adopt(&slots[j], e.blocks[i], e.sizes[i], true, false, 0);
   }
 }
 
@@ -619,7 +777,7 @@ static void run_op(reader_t* r) {
       m = mark();
       uint8_t* p = hh_malloc(n);
       expect_none(m);
-      adopt(s, p, n, true, true);
+      adopt(s, p, n, true, true, 0);
       return;
     }
     case 3: {  /* aligned */
@@ -631,7 +789,7 @@ static void run_op(reader_t* r) {
       uint8_t* p = hh_malloc_aligned(n, align);
       expect_none(m);
       FUZZ_CHECK(((uintptr_t)p & (align - 1)) == 0);
-      adopt(s, p, n, false, true);
+      adopt(s, p, n, false, true, align);
       return;
     }
     case 4: {  /* fill a class: full pages, so remote frees go to the delayed list */
@@ -641,7 +799,7 @@ static void run_op(reader_t* r) {
         if (slots[i].p != NULL) continue;
         uint8_t* p = hh_malloc(n);
         expect_none(m);
-        adopt(&slots[i], p, n, true, true);
+        adopt(&slots[i], p, n, true, true, 0);
         count--;
       }
       return;
@@ -662,9 +820,15 @@ static void run_op(reader_t* r) {
       size_t keep = s->size < n ? s->size : n;
       FUZZ_CHECK(pattern_ok_prefix(q, keep, s->size, s->seed));
       bool plain = q == s->p ? s->plain : true;
+      size_t old_lo = s->block_lo, old_hi = s->block_hi;
       if (q != s->p) remember_freed(s);
       memset(s, 0, sizeof(*s));
-      adopt(s, q, n, plain, true);
+      adopt(s, q, n, plain, true, 0);
+      if (q == s->p && canary_on) {  /* in place: the old block, which may be larger than n needs */
+        s->block_lo = s->block_lo < old_lo ? s->block_lo : old_lo;
+        s->block_hi = s->block_hi > old_hi ? s->block_hi : old_hi;
+        s->room = canary_min(n);
+      }
       return;
     }
     case 8: op_double_free(r); return;
@@ -686,11 +850,25 @@ static void run_op(reader_t* r) {
   }
 }
 
+int LLVMFuzzerInitialize(int* argc, char*** argv);
+int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  (void)argc;
+  /* options are read when the library starts: run again without samples */
+  const char* rate = getenv("HARDHEAP_GUARDED_SAMPLE_RATE");
+  if (rate == NULL || strcmp(rate, "0") != 0) {
+    setenv("HARDHEAP_GUARDED_SAMPLE_RATE", "0", 1);
+    execv("/proc/self/exe", *argv);
+    fuzz_fail(__FILE__, __LINE__, "execv /proc/self/exe");
+  }
+  return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static bool initialised;
   if (!initialised) {
     FUZZ_CHECK(hh_is_secure());
+    canary_on = hh_secure_level() >= 2;
     hh_set_misuse_handler(record, NULL);
     FUZZ_CHECK(pthread_create(&helper, NULL, helper_main, NULL) == 0);
     initialised = true;
@@ -709,6 +887,11 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t m = mark();
   for (int i = 0; i < SLOTS; i++) {
     if (slots[i].p == NULL) continue;
+    if (!slots[i].in_h && slots[i].canary != INTACT) {
+      settle_damaged(&slots[i], 0);
+      m = mark();
+      continue;
+    }
     check_block(&slots[i]);
     if (!slots[i].in_h) hh_free(slots[i].p);
     memset(&slots[i], 0, sizeof(slots[i]));
