@@ -93,6 +93,11 @@
 #ifndef HH_WITHOUT_GUARD_PAGES
 #define HH_WITHOUT_GUARD_PAGES 0
 #endif
+/* -DHH_WITHOUT_GUARD_MARKERS=1: protect with mprotect even where the kernel
+ * has guard markers (os.c), as on kernels before 6.13. */
+#ifndef HH_WITHOUT_GUARD_MARKERS
+#define HH_WITHOUT_GUARD_MARKERS 0
+#endif
 
 /* ---- level 2: overflows and reuse ------------------------------------------ */
 #define HH_CANARY (HH_SECURE_LEVEL >= 2 && !HH_TRACKING && !HH_WITHOUT_CANARY) /* block.h: hhi_canary_write / hhi_canary_check */

@@ -187,12 +187,63 @@ static bool os_mprotect(void* p, size_t size, int prot) {
   return false;
 }
 
+/* Guard markers (madvise MADV_GUARD_INSTALL, Linux 6.13): page-table
+ * entries that fault on access without splitting the mapping. mprotect
+ * splits it, takes the process's mmap lock for writing and costs a
+ * kernel mapping per guard: with two threads allocating large blocks (a
+ * guard moved per block) the secure build spent most of its time waiting
+ * for that lock and in TLB shootdowns. Installing a marker discards the
+ * pages' contents, which no caller keeps across a protect: guards, purged
+ * memory and freed blocks. With markers a guard costs no kernel mapping,
+ * so the guard budget (segment.c) does not apply. The tracking builds keep
+ * mprotect (a memory checker knows it). Kernels without markers say EINVAL
+ * once, and every protect goes through mprotect from then on. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE 103
+#endif
+static _Atomic(bool) markers_unavailable = HH_TRACKING || HH_WITHOUT_GUARD_MARKERS;
+static _Atomic(bool) markers_used;    /* some range may hold markers */
+static _Atomic(bool) mprotect_used;   /* some range may be PROT_NONE */
+
+static bool os_madvise_retry(void* p, size_t size, int advice) {
+  int r;
+  do {
+    r = madvise(p, size, advice);
+  } while (r != 0 && errno == EINTR);
+  return r == 0;
+}
+
+bool hhi_os_guard_markers(void) {
+  return !atomic_load_explicit(&markers_unavailable, memory_order_relaxed);
+}
+
 bool hhi_os_protect(void* p, size_t size) {
+  if (!atomic_load_explicit(&markers_unavailable, memory_order_relaxed)) {
+    if (os_madvise_retry(p, size, MADV_GUARD_INSTALL)) {
+      atomic_store_explicit(&markers_used, true, memory_order_relaxed);
+      return true;
+    }
+    if (errno != EINVAL) {
+      hhi_warning_message("madvise(GUARD_INSTALL) of %p (%zu bytes) failed (errno %d)", p, size, errno);
+      return false;
+    }
+    atomic_store_explicit(&markers_unavailable, true, memory_order_relaxed);
+  }
+  atomic_store_explicit(&mprotect_used, true, memory_order_relaxed);
   return os_mprotect(p, size, PROT_NONE);
 }
 
 bool hhi_os_unprotect(void* p, size_t size) {
-  return os_mprotect(p, size, PROT_READ | PROT_WRITE);
+  bool ok = true;
+  if (atomic_load_explicit(&markers_used, memory_order_relaxed) && !os_madvise_retry(p, size, MADV_GUARD_REMOVE)) {
+    hhi_warning_message("madvise(GUARD_REMOVE) of %p (%zu bytes) failed (errno %d)", p, size, errno);
+    ok = false;
+  }
+  if (atomic_load_explicit(&mprotect_used, memory_order_relaxed)) ok &= os_mprotect(p, size, PROT_READ | PROT_WRITE);
+  return ok;
 }
 
 bool hhi_os_protect_read_only(void* p, size_t size) {

@@ -31,9 +31,13 @@ bool hhi_os_purge(void* p, size_t size);
 /* Make pages inaccessible / accessible again. False when the kernel
  * refuses; out of mappings (ENOMEM, vm.max_map_count) is warned about once,
  * and callers go on without the guard. */
+/* PROT_NONE for [p, p + size), contents discarded (guard markers where the
+ * kernel has them, else mprotect); unprotect makes it read-write again. */
 bool hhi_os_protect(void* p, size_t size);
 bool hhi_os_unprotect(void* p, size_t size);
 bool hhi_os_protect_read_only(void* p, size_t size);
+/* True while protects use guard markers (they cost no kernel mapping). */
+bool hhi_os_guard_markers(void);
 /* Monotonic clock in milliseconds. */
 uint64_t hhi_os_clock_ms(void);
 /* Fill buf with random bytes from the kernel; false if unavailable. */

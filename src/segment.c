@@ -55,10 +55,12 @@ size_t hhi_segment_end_guard_size(void) {
  * kernel two mappings (Linux allows 65530 per process): while the process
  * holds fewer than HH_GUARD_BUDGET guards every page gets one, then every
  * 2nd, 4th, ... (the interval doubles with each budget's worth), so 8 GiB
- * of small blocks stay at a few thousand guards. The last page always has
- * one: it is the segment's end guard. */
+ * of small blocks stay at a few thousand guards. Guard markers (os.c) cost
+ * no mapping: with them every page gets one, however large the heap. The
+ * last page always has one: it is the segment's end guard. */
 static uint32_t guard_interval_now(hh_segment_kind_t kind) {
   if (!HH_GUARD_PAGES || (kind != HH_SEGMENT_SMALL && kind != HH_SEGMENT_MEDIUM)) return 0;
+  if (hhi_os_guard_markers()) return 1;
   /* every page until half the budget is spent, every 2nd page for the next
    * quarter, every 4th for the next eighth, ...: the guards of any number of
    * segments stay below HH_GUARD_BUDGET (+ one end guard per segment) */
@@ -79,10 +81,12 @@ static size_t segment_protected_slots(const hh_segment_t* segment) {
   return n;
 }
 
-/* Purged memory made PROT_NONE (HH_PROTECT_PURGED) costs mappings too: it
- * counts against the same budget and is skipped when it is spent. */
+/* Purged memory made PROT_NONE (HH_PROTECT_PURGED) costs mappings too
+ * (without guard markers): it counts against the same budget and is skipped
+ * when it is spent. */
 static bool purge_protect_allowed(void) {
-  return HH_PROTECT_PURGED && atomic_load_explicit(&hhi_stats.guards, memory_order_relaxed) < HH_GUARD_BUDGET;
+  return HH_PROTECT_PURGED && (hhi_os_guard_markers() ||
+                               atomic_load_explicit(&hhi_stats.guards, memory_order_relaxed) < HH_GUARD_BUDGET);
 }
 
 /* Does slot idx end in a guard page? Not the slots the metadata covers. */
