@@ -40,7 +40,7 @@
  *     reported list is cut, and blocks cut off it are on no list); a link
  *     copied from another free block is not asserted (it may decode to a
  *     free block by chance, which SECURITY.md allows).
- *   - (level 2) a write past a block's requested size, into its canary:
+ *   - (level 2) a write past the requested size of a block of H, into its canary:
  *     the next free, remote free, realloc or usable_size of the block
  *     reports heap-overflow (or heap-overflow-size); asserted when the
  *     write changed a byte and stopped short of the canary's size field
@@ -728,7 +728,9 @@ static void op_overflow(reader_t* r) {
   size_t k = 1 + rd_u16(r) % 64;
   uint8_t value = rd_u8(r);
   if (canary_on) {
-    overflow_canary(s, k, value, sub);
+    /* blocks of H only: a free that reports leaks the block, and H's
+     * destruction takes it back (an exited thread's would stay) */
+    if (s->in_h) overflow_canary(s, k, value, sub);
     return;
   }
   /* into the slack: not detected, and harmless */
@@ -887,11 +889,6 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t m = mark();
   for (int i = 0; i < SLOTS; i++) {
     if (slots[i].p == NULL) continue;
-    if (!slots[i].in_h && slots[i].canary != INTACT) {
-      settle_damaged(&slots[i], 0);
-      m = mark();
-      continue;
-    }
     check_block(&slots[i]);
     if (!slots[i].in_h) hh_free(slots[i].p);
     memset(&slots[i], 0, sizeof(slots[i]));
