@@ -26,6 +26,9 @@
  * memory is purged and which empty segments are kept (purge delay, segment
  * cache), so that pages and segments come back in every state: a cached
  * segment re-cut for another kind once handed out old data from calloc. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -60,6 +61,18 @@ static inline uint64_t rd_u64(reader_t* r) {
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) v |= (uint64_t)rd_u8(r) << (8 * i);
   return v;
+}
+
+/* ---- options ------------------------------------------------------------------------*/
+/* The library reads its options when it starts, before the harness runs:
+ * one that needs some set (settings: name, value, ..., NULL) runs itself
+ * again with them, from LLVMFuzzerInitialize, unless the first is set so. */
+static inline void fuzz_restart_with(char** argv, const char* const* settings) {
+  const char* now = getenv(settings[0]);
+  if (now != NULL && strcmp(now, settings[1]) == 0) return;
+  for (size_t i = 0; settings[i] != NULL; i += 2) setenv(settings[i], settings[i + 1], 1);
+  execv("/proc/self/exe", argv);
+  fuzz_fail(__FILE__, __LINE__, "execv /proc/self/exe");
 }
 
 #define FUZZ_KiB ((size_t)1024)

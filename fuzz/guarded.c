@@ -95,14 +95,8 @@ static void on_abort(int sig) {
 int LLVMFuzzerInitialize(int* argc, char*** argv);
 int LLVMFuzzerInitialize(int* argc, char*** argv) {
   (void)argc;
-  /* options are read when the library starts: run again with sampling on */
-  const char* rate = getenv("HARDHEAP_GUARDED_SAMPLE_RATE");
-  if (rate == NULL || strcmp(rate, "1") != 0) {
-    setenv("HARDHEAP_GUARDED_SAMPLE_RATE", "1", 1);
-    setenv("HARDHEAP_GUARDED_SAMPLE_SEED", "1", 1);
-    execv("/proc/self/exe", *argv);
-    fuzz_fail(__FILE__, __LINE__, "execv /proc/self/exe");
-  }
+  static const char* const sampling[] = {"HARDHEAP_GUARDED_SAMPLE_RATE", "1", "HARDHEAP_GUARDED_SAMPLE_SEED", "1", NULL};
+  fuzz_restart_with(*argv, sampling);
   seen = mmap(NULL, sizeof *seen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   FUZZ_CHECK(seen != MAP_FAILED);
   printed_fd = memfd_create("guarded-report", MFD_CLOEXEC);

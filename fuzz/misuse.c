@@ -855,13 +855,8 @@ static void run_op(reader_t* r) {
 int LLVMFuzzerInitialize(int* argc, char*** argv);
 int LLVMFuzzerInitialize(int* argc, char*** argv) {
   (void)argc;
-  /* options are read when the library starts: run again without samples */
-  const char* rate = getenv("HARDHEAP_GUARDED_SAMPLE_RATE");
-  if (rate == NULL || strcmp(rate, "0") != 0) {
-    setenv("HARDHEAP_GUARDED_SAMPLE_RATE", "0", 1);
-    execv("/proc/self/exe", *argv);
-    fuzz_fail(__FILE__, __LINE__, "execv /proc/self/exe");
-  }
+  static const char* const no_samples[] = {"HARDHEAP_GUARDED_SAMPLE_RATE", "0", NULL};
+  fuzz_restart_with(*argv, no_samples);
   return 0;
 }
 
