@@ -145,6 +145,9 @@ hh_segment_t* hhi_segment_alloc(hh_tld_t* tld, hh_segment_kind_t kind, size_t hu
 void hhi_segment_unmap(hh_segment_t* segment);
 void hhi_segment_cache_push(hh_tld_t* tld, hh_segment_t* segment);
 void hhi_segment_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool force);
+/* HH_PROTECT_PURGED, and the guard budget not spent (or guard markers):
+ * purged memory may be made inaccessible. */
+bool hhi_purge_protect_allowed(void);
 
 /* ---- guarded.c: sampled guarded allocations (HH_GUARDED) -------------------------*/
 void hhi_guarded_init(void);

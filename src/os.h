@@ -28,11 +28,10 @@ void hhi_os_free_guarded(void* p, size_t size);
 void hhi_os_free(void* p, size_t size);
 /* Return the pages to the OS; they read back as zero. */
 bool hhi_os_purge(void* p, size_t size);
-/* Make pages inaccessible / accessible again. False when the kernel
- * refuses; out of mappings (ENOMEM, vm.max_map_count) is warned about once,
- * and callers go on without the guard. */
-/* PROT_NONE for [p, p + size), contents discarded (guard markers where the
- * kernel has them, else mprotect); unprotect makes it read-write again. */
+/* Make pages inaccessible (their contents discarded: guard markers where
+ * the kernel has them, else mprotect) / read-write again. False when the
+ * kernel refuses; out of mappings (ENOMEM, vm.max_map_count) is warned
+ * about once, and callers go on without the guard. */
 bool hhi_os_protect(void* p, size_t size);
 bool hhi_os_unprotect(void* p, size_t size);
 bool hhi_os_protect_read_only(void* p, size_t size);

@@ -83,8 +83,8 @@ static size_t segment_protected_slots(const hh_segment_t* segment) {
 
 /* Purged memory made PROT_NONE (HH_PROTECT_PURGED) costs mappings too
  * (without guard markers): it counts against the same budget and is skipped
- * when it is spent. */
-static bool purge_protect_allowed(void) {
+ * when it is spent. span.c asks too. */
+bool hhi_purge_protect_allowed(void) {
   return HH_PROTECT_PURGED && (hhi_os_guard_markers() ||
                                atomic_load_explicit(&hhi_stats.guards, memory_order_relaxed) < HH_GUARD_BUDGET);
 }
@@ -240,7 +240,7 @@ static void page_purged(hh_segment_t* segment, hh_page_t* page, bool returned) {
   page->linked_blocks = 0;
   hhi_stat_sub(&hhi_stats.committed, size);
   /* a stale pointer into returned memory faults (claiming the slot lifts it) */
-  if (purge_protect_allowed() && hhi_os_protect(start, size)) {
+  if (hhi_purge_protect_allowed() && hhi_os_protect(start, size)) {
     page->is_protected = 1;
     hhi_stat_add(&hhi_stats.guards, NULL, 1);
   }
@@ -388,7 +388,7 @@ static void segment_purge_all(hh_segment_t* segment) {
   size_t size = segment->segment_size - segment->info_size;
   if (hhi_os_purge(blocks, size)) {
     hhi_stat_sub(&hhi_stats.committed, resident);
-    if (!segment->blocks_protected && purge_protect_allowed() && hhi_os_protect(blocks, size)) {
+    if (!segment->blocks_protected && hhi_purge_protect_allowed() && hhi_os_protect(blocks, size)) {
       segment->blocks_protected = true;  /* re-cutting lifts it */
       hhi_stat_add(&hhi_stats.guards, NULL, 1);
     }

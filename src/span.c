@@ -136,11 +136,7 @@ static uint64_t span_reserved_slices(const hh_segment_t* segment) {
 /* With HH_PROTECT_PURGED purged slices are PROT_NONE: a stale pointer into
  * returned memory faults. Protect or open the runs of mask. */
 static void span_protect_runs(hh_segment_t* segment, uint64_t mask, bool protect) {
-  if (!HH_PROTECT_PURGED) return;
-  if (protect && !hhi_os_guard_markers() &&
-      atomic_load_explicit(&hhi_stats.guards, memory_order_relaxed) >= HH_GUARD_BUDGET) {
-    return;
-  }
+  if (!HH_PROTECT_PURGED || (protect && !hhi_purge_protect_allowed())) return;
   while (mask != 0) {
     size_t first = (size_t)__builtin_ctzll(mask);
     size_t count = run_length(mask, first);
