@@ -77,10 +77,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "fuzz_common.h"
-
 
 /* Layout facts of the build (src/config.h): where pages and segments start. */
 #define SEGMENT_SIZE ((uintptr_t)4 << 20)
@@ -89,6 +87,7 @@
 #define SMALL_MAX ((size_t)8 << 10)
 #define MEDIUM_MAX ((size_t)64 << 10)
 #define LARGE_MAX ((size_t)2 << 20)
+#define CANARY_SHORT_MAX ((size_t)64 << 10)  /* blocks up to this have a 2-byte size field, larger ones 8 */
 
 #define SLOTS 64
 #define FREED 64
@@ -100,13 +99,13 @@ static bool canary_on;
 /* The canary's minimum bytes after a request of size (src/config.h:
  * HH_CANARY_MIN, HH_CANARY_MIN_LARGE, HH_CANARY_SHORT_MAX). */
 static size_t canary_min(size_t size) {
-  return size + 3 <= 64 * 1024 ? 3 : 9;
+  return size + 3 <= CANARY_SHORT_MAX ? 3 : 9;
 }
 
-/* The block size a plain request of size bytes gets at least: hh_good_size
- * is the most it could have asked for in the same block. */
+/* Level 2: the block size a plain request of size bytes gets at least
+ * (hh_good_size is the most it could have asked for in the same block). */
 static size_t block_at_least(size_t size) {
-  return canary_on ? hh_good_size(size) + canary_min(size) : hh_good_size(size);
+  return hh_good_size(size) + canary_min(size);
 }
 
 typedef enum { INTACT, DAMAGE_MAY_BE_SEEN, DAMAGE_SEEN } damage_t;
@@ -702,7 +701,7 @@ static void overflow_canary(slot_t* s, size_t k, uint8_t value, uint8_t sub) {
   /* short of the size field (the last 2 bytes of the block, 8 past
    * 64 KiB), the recorded request is still right and the check sees the
    * change */
-  size_t field = s->block_hi <= 64 * 1024 ? 2 : 8;
+  size_t field = s->block_hi <= CANARY_SHORT_MAX ? 2 : 8;
   bool short_of_field = k + field <= s->room;
   s->canary = short_of_field ? DAMAGE_SEEN : DAMAGE_MAY_BE_SEEN;
   if (!(sub & 2)) return;
