@@ -418,6 +418,37 @@ static int overflow_large_4096(void) {
   return 0;
 }
 
+/* A freed span taken by a block of another size (1048000 bytes, class
+ * 1048576, after one of class 1064960): the new block ends at the guard
+ * the span already has, 16 KiB further in than the first block started. */
+static int overflow_large_reused(void) {
+  void* keep = malloc(327671);  /* keeps the large segment alive */
+  char* first = malloc(1060921);
+  void* other = malloc(200000);
+  free(first);
+  free(other);  /* the span freed last is never the next one handed out */
+  size_t n = 1048000;
+  char* p = malloc(n);
+  if (p != first + 16384) return 3;  /* not the reuse this scenario is about */
+  memset(launder(p + n), 'A', 8192);
+  free(p);
+  free(keep);
+  return 0;
+}
+
+/* A large block grown in place by realloc: its guard moves to its new end. */
+static int overflow_large_regrown(void) {
+  void* keep = malloc(327671);
+  size_t n = 1060921;
+  char* p = malloc(1048000);
+  char* q = realloc(p, n);
+  if (q != p) return 3;  /* not grown in place */
+  memset(launder(q + n), 'A', 8192);
+  free(q);
+  free(keep);
+  return 0;
+}
+
 /* The last small block of a page ends before the guard after the page. */
 static int overflow_across_page(void) {
   for (int i = 0; i < 2000; i++) {
@@ -462,7 +493,8 @@ int main(int argc, char** argv) {
       {"overflow_1_past_24", overflow_1_past_24},     {"overflow_8_past_5000", overflow_8_past_5000},
       {"overflow_into_slack", overflow_into_slack},   {"overflow_into_neighbour", overflow_into_neighbour},
       {"overflow_then_realloc", overflow_then_realloc}, {"overflow_huge_slack", overflow_huge_slack},
-      {"overflow_large_4096", overflow_large_4096},   {"overflow_across_page", overflow_across_page},
+      {"overflow_large_4096", overflow_large_4096},   {"overflow_large_reused", overflow_large_reused},
+      {"overflow_large_regrown", overflow_large_regrown},   {"overflow_across_page", overflow_across_page},
       {"write_after_free_small", write_after_free_small},
       {"overflow_off_huge", overflow_off_huge},       {"underflow_aligned_huge", underflow_aligned_huge},
       {"overflow_segment_end", overflow_segment_end},

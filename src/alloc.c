@@ -207,15 +207,23 @@ static hh_block_t* heap_take(hh_heap_t* heap, size_t need, hh_page_t** ppage) {
   }
 }
 
+/* The alignment every large block has: a span's start (64 KiB), or with
+ * guards only a page, since the block then ends at its guard (span.c). */
+static size_t large_block_alignment(void) {
+  return HH_GUARD_LARGE ? hhi_os_page_size() : HH_SPAN_SLICE_SIZE;
+}
+
 /* An aligned request, already counted for sampling (alignment > 16). */
 static void* malloc_aligned_counted(hh_heap_t* heap, size_t size, size_t alignment, bool zero) {
   if (alignment > HH_SEGMENT_SIZE / 2) {
     /* a huge segment whose single block starts at an aligned address */
     return hhi_malloc_generic(heap, size == 0 ? 1 : size, zero, alignment);
   }
-  if (alignment > HH_SPAN_SLICE_SIZE && size <= HH_LARGE_OBJ_SIZE_MAX && size + alignment - 1 > HH_MEDIUM_OBJ_SIZE_MAX) {
-    /* a large span placed at an aligned slice: an interior pointer past a
-     * span's first slice would not find its page */
+  if (alignment > large_block_alignment() && size <= HH_LARGE_OBJ_SIZE_MAX &&
+      size + alignment - 1 > HH_MEDIUM_OBJ_SIZE_MAX) {
+    /* a large block placed aligned in its span: an aligned address inside
+     * an over-allocated one could lie past the span's first slice, where no
+     * pointer finds its page */
     return hhi_malloc_generic(heap, size == 0 ? 1 : size, zero, alignment);
   }
   /* Over-allocate and hand out the aligned address inside the block; free

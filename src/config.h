@@ -201,9 +201,9 @@
 #define HH_SPAN_SLICE_SIZE ((size_t)1 << HH_SPAN_SLICE_SHIFT)
 #define HH_SPAN_SLICES (HH_SEGMENT_SIZE / HH_SPAN_SLICE_SIZE) /* 64: one bit each in a uint64_t */
 /* Freed spans each thread keeps for its next large blocks: at most this many,
- * covering at most HH_SPAN_CACHE_SLICES slices (3 MiB) in all. */
-#define HH_SPAN_CACHE_MAX 8
-#define HH_SPAN_CACHE_SLICES 48
+ * covering at most HH_SPAN_CACHE_SLICES slices (6 MiB) in all. */
+#define HH_SPAN_CACHE_MAX 16
+#define HH_SPAN_CACHE_SLICES 96
 /* Sizes above this get a huge segment of their own. */
 #define HH_HUGE_OBJ_SIZE_MIN (HH_LARGE_OBJ_SIZE_MAX + 1)
 /* Largest request ever accepted: beyond it sizes would overflow internally. */

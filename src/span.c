@@ -8,10 +8,11 @@
  * so large segments belong to no thread (thread_id 0) and every change to
  * them is made under large_lock; it is taken after a heap's singles lock,
  * never before. A span's descriptor is the one of its first slice; the
- * others stay free, which is why no interior pointer past the first slice
- * is ever handed out (spans start 64 KiB-aligned, larger alignments are
- * placed, see hhi_span_alloc). Freed slices stay resident for the purge
- * delay, restarted by every free in the segment. */
+ * others stay free, which is why no block starts, and no interior pointer
+ * is handed out, past the first slice (a block starts at its span's start,
+ * or with guards within the first slice, see span_place; alignments above
+ * a page are placed here, see hhi_span_alloc). Freed slices stay resident
+ * for the purge delay, restarted by every free in the segment. */
 #include "internal.h"
 
 #include <sched.h>
@@ -54,15 +55,77 @@ static uint64_t span_mask(size_t first, size_t count) {
 }
 
 /* ---- the guard after a large block (HH_GUARD_LARGE) ---------------------------
- * A span in use (or in a span cache) has a PROT_NONE page right after its
+ * A span in use (or in a span cache) has a guard page right after its
  * block, at page_start + block_size (block sizes are whole OS pages then),
- * so a linear overflow faults within a page of the block's end. It moves
- * when the block changes size and goes when the span is released. */
+ * so a linear overflow faults within a page of the block's end. The block
+ * is placed against the end of its span, as far as its first slice allows
+ * (it must start in it: that slice's descriptor is the span's), so a
+ * cached span takes a block of a different size without moving its guard
+ * whenever the new block still starts in the first slice: moving it costs
+ * two madvise calls and a TLB shootdown on every core the process runs
+ * on, which was most of the time of a large-block workload. The guard goes
+ * when the span is released. */
 static void span_guard(const hh_page_t* page, bool protect) {
   if (!HH_GUARD_LARGE) return;
   uint8_t* guard = page->page_start + page->block_size;
   if (protect) (void)hhi_os_protect(guard, hhi_os_page_size());
   else (void)hhi_os_unprotect(guard, hhi_os_page_size());
+}
+
+/* Slices an alignment above a slice puts a span's start on a multiple of. */
+static size_t span_align_slices(size_t alignment) {
+  return alignment > HH_SPAN_SLICE_SIZE ? alignment >> HH_SPAN_SLICE_SHIFT : 1;
+}
+
+static uint8_t* span_base(const hh_page_t* page) {
+  return (uint8_t*)hhi_page_segment(page) + ((size_t)page->segment_idx << HH_SPAN_SLICE_SHIFT);
+}
+
+/* The alignment a block's offset in its span keeps: a block at the span
+ * start is 64 KiB-aligned, one placed against the guard only page-aligned,
+ * so an alignment above a page is honoured here (alloc.c sends such
+ * requests with their alignment, see malloc_aligned_counted). */
+static size_t span_offset_align(size_t alignment) {
+  size_t page = hhi_os_page_size();
+  return alignment > page ? alignment : page;
+}
+
+/* Where a block of block_size bytes starts in a span of span_slices
+ * slices: at the start without guards, else as late as leaves room for the
+ * guard, starts in the first slice and keeps alignment. */
+static size_t span_block_offset(size_t span_slices, size_t block_size, size_t alignment) {
+  if (!HH_GUARD_LARGE) return 0;
+  size_t room = (span_slices << HH_SPAN_SLICE_SHIFT) - hhi_os_page_size() - block_size;
+  if (room > HH_SPAN_SLICE_SIZE - 1) room = HH_SPAN_SLICE_SIZE - 1;
+  size_t align = span_offset_align(alignment);
+  return room / align * align;
+}
+
+/* Can a block of block_size bytes end at page's guard as it stands? */
+static bool span_guard_fits(const hh_page_t* page, size_t block_size, size_t alignment) {
+  if (!HH_GUARD_LARGE) return true;  /* nothing to move */
+  size_t guard_offset = (size_t)(page->page_start - span_base(page)) + page->block_size;
+  if (guard_offset < block_size) return false;
+  size_t offset = guard_offset - block_size;
+  return offset < HH_SPAN_SLICE_SIZE && offset % span_offset_align(alignment) == 0;
+}
+
+/* Put a block of block_size bytes in a claimed span: against the guard
+ * where it stands if it fits, else the guard moves. */
+static void span_place(hh_page_t* page, size_t block_size, size_t alignment) {
+  if (!HH_GUARD_LARGE) {
+    page->block_size = block_size;  /* at the span's start, as before */
+    return;
+  }
+  if (span_guard_fits(page, block_size, alignment)) {
+    page->page_start = page->page_start + page->block_size - block_size;
+    page->block_size = block_size;
+    return;
+  }
+  span_guard(page, false);
+  page->page_start = span_base(page) + span_block_offset(page->span_slices, block_size, alignment);
+  page->block_size = block_size;
+  span_guard(page, true);
 }
 
 /* Length of the run of set bits of bits that starts at bit start. */
@@ -269,11 +332,15 @@ static void span_cache_remove(hh_tld_t* tld, size_t i) {
   tld->segments.span_cache_count--;
 }
 
-/* The smallest cached span of count .. 2*count slices (aligned). With
- * HH_QUARANTINE never the span freed last, and a random one of those that
- * fit: a large block is not handed out again right after it was freed. */
-static hh_page_t* span_cache_take(hh_tld_t* tld, size_t count, size_t align_slices, size_t block_size) {
+/* A cached span of count .. 2*count slices (aligned): one whose guard
+ * need not move if there is one, and of those the smallest. With
+ * HH_QUARANTINE never the span freed last, and a random one of the best
+ * that fit: a large block is not handed out again right after it was
+ * freed. */
+static hh_page_t* span_cache_take(hh_tld_t* tld, size_t count, size_t alignment, size_t block_size) {
+  size_t align_slices = span_align_slices(alignment);
   size_t best = SIZE_MAX;
+  bool best_keeps_guard = false;
   size_t fits = 0;
   size_t candidates = HH_QUARANTINE ? tld->segments.span_cache_count - (tld->segments.span_cache_count != 0)
                                     : tld->segments.span_cache_count;
@@ -281,23 +348,26 @@ static hh_page_t* span_cache_take(hh_tld_t* tld, size_t count, size_t align_slic
     const hh_page_t* page = tld->segments.span_cache[i];
     if (page->span_slices < count || page->span_slices > 2 * count) continue;
     if (align_slices > 1 && page->segment_idx % align_slices != 0) continue;
-    if (HH_QUARANTINE) {
-      /* reservoir sampling: each fitting span equally likely */
-      if (hhi_random_next(&tld->choice_state) % ++fits == 0) best = i;
-      continue;
+    bool keeps_guard = span_guard_fits(page, block_size, alignment);
+    if (best != SIZE_MAX && best_keeps_guard && !keeps_guard) continue;
+    if (keeps_guard && !best_keeps_guard) {  /* the first that keeps its guard: the better kind */
+      best = SIZE_MAX;
+      fits = 0;
     }
-    if (best == SIZE_MAX || page->span_slices < tld->segments.span_cache[best]->span_slices) best = i;
+    if (HH_QUARANTINE) {
+      /* reservoir sampling: each fitting span of the best kind equally likely */
+      if (hhi_random_next(&tld->choice_state) % ++fits == 0) best = i;
+    } else if (best == SIZE_MAX || page->span_slices < tld->segments.span_cache[best]->span_slices) {
+      best = i;
+    }
+    best_keeps_guard = keeps_guard;
   }
   if (best == SIZE_MAX) return NULL;
   hh_page_t* page = tld->segments.span_cache[best];
   span_cache_remove(tld, best);
   page->purge_expire = 0;
   page->is_zero_init = 0;
-  if (page->block_size != block_size) {  /* its guard moves to the new block's end */
-    span_guard(page, false);
-    page->block_size = block_size;
-    span_guard(page, true);
-  }
+  span_place(page, block_size, alignment);
   return page;
 }
 
@@ -341,18 +411,18 @@ size_t hhi_span_block_size(size_t need) {
   return hhi_good_size(need, hhi_os_page_size());
 }
 
-/* Slices a span needs: its block, and with HH_GUARD_LARGE a guard page
- * right after it. */
-static size_t span_slices_for(size_t need) {
-  size_t bytes = hhi_span_block_size(need) + (HH_GUARD_LARGE ? hhi_os_page_size() : 0);
+/* Slices a span needs for a block offset bytes into it: the block, and
+ * with HH_GUARD_LARGE a guard page right after it. */
+static size_t span_slices_at(size_t offset, size_t need) {
+  size_t bytes = offset + hhi_span_block_size(need) + (HH_GUARD_LARGE ? hhi_os_page_size() : 0);
   size_t count = (bytes + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
   return count == 0 ? 1 : count;
 }
 
-
-static size_t span_align_slices(size_t alignment) {
-  return alignment > HH_SPAN_SLICE_SIZE ? alignment >> HH_SPAN_SLICE_SHIFT : 1;
+static size_t span_slices_for(size_t need) {
+  return span_slices_at(0, need);
 }
+
 
 bool hhi_span_can_hold(size_t block_size, size_t alignment) {
   size_t first = (hhi_segment_info_size() + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
@@ -367,7 +437,7 @@ static hh_page_t* span_alloc_under_lock(hh_tld_t* tld, size_t need, size_t align
   size_t align_slices = span_align_slices(alignment);
   hh_assert(count < HH_SPAN_SLICES && align_slices <= HH_SPAN_SLICES / 2);
   size_t block_size = hhi_span_block_size(need);
-  hh_page_t* cached = span_cache_take(tld, count, align_slices, block_size);
+  hh_page_t* cached = span_cache_take(tld, count, alignment, block_size);
   if (cached != NULL) return cached;
   size_t first = 0;
   large_lock_acquire();
@@ -409,7 +479,7 @@ static hh_page_t* span_alloc_under_lock(hh_tld_t* tld, size_t need, size_t align
   page->is_purged = 0;
   page->is_zero_init = zero;
   page->span_slices = (uint8_t)count;
-  page->page_start = (uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT);
+  page->page_start = (uint8_t*)segment + (first << HH_SPAN_SLICE_SHIFT) + span_block_offset(count, block_size, alignment);
   page->block_size = block_size;
   large_lock_release();
   span_guard(page, true);
@@ -466,7 +536,7 @@ bool hhi_span_resize(hh_page_t* page, size_t newsize) {
   /* a span grows in place: into the slack of its last slice, then over the
    * free slices that follow it */
   size_t new_block = hhi_span_block_size(newsize);
-  size_t count = span_slices_for(newsize);
+  size_t count = span_slices_at((size_t)(page->page_start - span_base(page)), newsize);
   size_t first = page->segment_idx;
   if (first + count > HH_SPAN_SLICES) return false;
   bool grown = true;

@@ -45,7 +45,14 @@ bool hhi_validate_page(const hh_page_t* page) {
   CHECK(page->capacity <= page->reserved, page, "capacity above reserved");
   size_t area;
   uint8_t* start = hhi_segment_page_area(segment, page, &area);
-  CHECK(page->page_start == start, page, "page_start is not the start of its slot");
+  if (segment->kind == HH_SEGMENT_LARGE) {
+    /* a large block starts in its span's first slice (span.c:span_place) */
+    CHECK(page->page_start >= start && page->page_start < start + HH_SPAN_SLICE_SIZE &&
+              (size_t)(page->page_start - start) + page->block_size <= area,
+          page, "large block outside its span's first slice or past the span");
+  } else {
+    CHECK(page->page_start == start, page, "page_start is not the start of its slot");
+  }
   if (hhi_segment_kind_is_single(segment->kind)) {
     CHECK(page->bin == HH_BIN_HUGE, page, "single-block page not of bin HH_BIN_HUGE");
     CHECK(page->reserved == 1 && page->capacity == 1 && page->used <= 1, page, "single-block page counts");

@@ -8,6 +8,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#define _DEFAULT_SOURCE /* syscall() */
 
 #include <check.h>
 #include <errno.h>
@@ -20,10 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "hardheap.h"
+#include "test_util.h"
 
 #define KiB ((size_t)1024)
 #define MiB ((size_t)1024 * 1024)
@@ -644,10 +647,18 @@ START_TEST(test_realloc_aligned_keeps_alignment) {
 }
 END_TEST
 
+/* A large block starts at its span's 64 KiB-aligned start, or, where a
+ * guard page follows every large block (secure level 3), against the guard
+ * and only page-aligned. */
+static size_t large_alignment(void) {
+  return hh_is_secure() && hh_secure_level() >= 3 ? page_size() : 64 * KiB;
+}
+
 /* Large blocks (64 KiB .. 2 MiB) are spans of 64 KiB slices in shared
  * segments: many live at once must never overlap, keep their contents while
  * others come and go (freed slices are reused by blocks of other sizes),
- * start 64 KiB-aligned, and calloc must see zeros in reused slices. */
+ * start aligned (large_alignment), and calloc must see zeros in reused
+ * slices. */
 START_TEST(test_large_spans) {
   enum { N = 48, ROUNDS = 6 };
   uint8_t* blocks[N] = {0};
@@ -667,7 +678,8 @@ START_TEST(test_large_spans) {
         size_t n = 80 * KiB + 1 + (size_t)(r >> 20) % (2 * MiB - 80 * KiB);
         uint8_t* p = (round & 1) ? hh_calloc(1, n) : hh_malloc(n);
         REQUIRE(p != NULL, "allocating %zu bytes failed", n);
-        REQUIRE(is_aligned(p, 64 * KiB), "large block %p of %zu bytes is not 64 KiB-aligned", (void*)p, n);
+        REQUIRE(is_aligned(p, large_alignment()), "large block %p of %zu bytes is not %zu-aligned", (void*)p, n,
+                large_alignment());
         REQUIRE(hh_usable_size(p) == (canaries() ? n : hh_good_size(n)), "usable_size %zu, good_size %zu",
                 hh_usable_size(p), hh_good_size(n));
         if (round & 1) {
@@ -713,6 +725,114 @@ START_TEST(test_large_spans) {
     REQUIRE(check_fill(p, 200 * KiB, 1) == SIZE_MAX, "aligned large block overwritten");
     hh_free(q);
     hh_free(p);
+  }
+  hh_collect(true);
+}
+END_TEST
+
+/* Can the kernel read the byte at p? A write from it to a pipe fails with
+ * EFAULT at a guard page (PROT_NONE or a guard marker) without a fault. The
+ * raw system call: ASan's write() would report slack the tracking mode
+ * poisons. */
+static bool readable(const void* p) {
+  static int fds[2] = {-1, -1};
+  if (fds[0] < 0) REQUIRE(pipe(fds) == 0, "pipe: %s", strerror(errno));
+  if (syscall(SYS_write, fds[1], p, (size_t)1) == 1) {
+    char c;
+    REQUIRE(read(fds[0], &c, 1) == 1, "reading back the probe byte");
+    return true;
+  }
+  REQUIRE(errno == EFAULT, "probing %p: %s", p, strerror(errno));
+  return false;
+}
+
+/* A large block of n bytes at p, asked with alignment: aligned, readable
+ * at both ends, and where guards follow large blocks an unreadable page
+ * within two pages of its end (plus the over-allocation of an alignment up
+ * to a page: that block starts before p). */
+static void check_large_block(const uint8_t* p, size_t n, size_t alignment, const char* how) {
+  const size_t ps = page_size();
+  REQUIRE(is_aligned(p, alignment < large_alignment() ? alignment : large_alignment()) && is_aligned(p, alignment),
+          "%s(%zu, alignment %zu) = %p", how, n, alignment, (void*)p);
+  REQUIRE(readable(p) && readable(p + n - 1), "%s(%zu): the block at %p is not readable", how, n, (void*)p);
+  if (large_alignment() == 64 * KiB) return;  /* no guards after large blocks */
+  size_t limit = 2 * ps + (alignment <= ps ? alignment : 0);
+  const uint8_t* guard = NULL;
+  for (uintptr_t q = round_up((uintptr_t)(p + n), ps); q < (uintptr_t)(p + n + limit) && guard == NULL; q += ps)
+    if (!readable((const void*)q)) guard = (const uint8_t*)q;
+  REQUIRE(guard != NULL, "%s(%zu, alignment %zu) = %p: no guard page within %zu bytes of its end", how, n,
+          alignment, (void*)p, limit);
+}
+
+/* Large blocks of every size and alignment, asked through every function,
+ * freed and reused in random order (a freed span is reused by a block of
+ * another size: the block moves within the span to keep its guard, or the
+ * guard moves), grown and shrunk in place by realloc: each keeps its
+ * contents, its alignment and a guard right after it. */
+START_TEST(test_large_guard_follows_block) {
+  enum { N = 24, ROUNDS = 10 };
+  static const size_t alignments[] = {16, 64, 4 * KiB, 8 * KiB, 16 * KiB, 32 * KiB, 64 * KiB, 128 * KiB, 512 * KiB};
+  static const char* const how[] = {"hh_malloc", "hh_calloc", "hh_malloc_aligned", "hh_posix_memalign",
+                                    "hh_memalign"};
+  uint8_t* blocks[N] = {0};
+  size_t sizes[N] = {0};
+  size_t reach[N] = {0}; /* the extent the guard follows */
+  rng_t r = rng_for(14);
+  for (int round = 0; round < ROUNDS; round++) {
+    for (int i = 0; i < N; i++) {
+      if (blocks[i] != NULL) {
+        size_t bad = check_fill(blocks[i], sizes[i], (unsigned)i);
+        REQUIRE(bad == SIZE_MAX, "large block %d (%zu bytes) lost byte %zu", i, sizes[i], bad);
+        uint64_t choice = rng_next(&r) % 4;
+        if (choice == 0) continue;  /* kept */
+        if (choice == 1) {          /* grown or shrunk (above half: in place when it can) */
+          size_t n = sizes[i] / 2 + 1 + rng_next(&r) % (sizes[i] / 2 + 256 * KiB);
+          uint8_t* q = hh_realloc(blocks[i], n);
+          REQUIRE(q != NULL, "hh_realloc(%zu -> %zu) failed", sizes[i], n);
+          size_t kept = n < sizes[i] ? n : sizes[i];
+          bad = check_fill(q, kept, (unsigned)i);
+          REQUIRE(bad == SIZE_MAX, "hh_realloc(%zu -> %zu) lost byte %zu", sizes[i], n, bad);
+          /* shrunk in place, the block keeps its size and its guard (the
+           * canary covers the bytes between) */
+          if (q != blocks[i] || n > reach[i]) reach[i] = n;
+          if (n > 80 * KiB) check_large_block(q, reach[i], 16, "hh_realloc");
+          fill(q, n, (unsigned)i);
+          blocks[i] = q;
+          sizes[i] = n;
+          continue;
+        }
+        hh_free(blocks[i]);
+        blocks[i] = NULL;
+      }
+      /* above every medium class (72 KiB with canaries) */
+      size_t n = 80 * KiB + 1 + rng_next(&r) % (2 * MiB - 200 * KiB);
+      int f = (int)(rng_next(&r) % 5);
+      size_t a = f < 2 ? 16 : alignments[rng_next(&r) % (sizeof alignments / sizeof alignments[0])];
+      uint8_t* p = NULL;
+      switch (f) {
+        case 0: p = hh_malloc(n); break;
+        case 1: p = hh_calloc(1, n); break;
+        case 2: p = hh_malloc_aligned(n, a); break;
+        case 3: REQUIRE(hh_posix_memalign((void**)&p, a, n) == 0, "hh_posix_memalign(%zu, %zu) failed", a, n); break;
+        default: p = hh_memalign(a, n); break;
+      }
+      REQUIRE(p != NULL, "%s(%zu, alignment %zu) failed", how[f], n, a);
+      if (f == 1) {
+        size_t nz = first_nonzero(p, n);
+        REQUIRE(nz == SIZE_MAX, "hh_calloc(%zu) has a non-zero byte at %zu", n, nz);
+      }
+      check_large_block(p, n, a, how[f]);
+      fill(p, n, (unsigned)i);
+      blocks[i] = p;
+      sizes[i] = n;
+      reach[i] = n;
+    }
+  }
+  for (int i = 0; i < N; i++) {
+    if (blocks[i] == NULL) continue;
+    size_t bad = check_fill(blocks[i], sizes[i], (unsigned)i);
+    REQUIRE(bad == SIZE_MAX, "large block %d (%zu bytes) lost byte %zu", i, sizes[i], bad);
+    hh_free(blocks[i]);
   }
   hh_collect(true);
 }
@@ -1580,6 +1700,7 @@ static Suite* api_suite(void) {
   tcase_add_test(tc, test_realloc_aligned_keeps_alignment);
   tcase_add_test(tc, test_reallocf);
   tcase_add_test(tc, test_large_spans);
+  tcase_add_test(tc, test_large_guard_follows_block);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("zeroing");
