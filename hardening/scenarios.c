@@ -436,6 +436,23 @@ static int overflow_large_reused(void) {
   return 0;
 }
 
+/* A freed span reused by a smaller block, which starts slices further in
+ * (against the span's guard) with its descriptor: a second free of the
+ * first block, whose slice no block starts in now, is still a double free. */
+static int double_free_large_moved(void) {
+  void* keep = malloc(327671);
+  char* first = malloc(1060921);
+  void* other = malloc(200000);
+  free(first);
+  free(other);
+  char* p = malloc(600000);
+  if (p < first + 65536 || p >= first + 1060921) return 3;  /* not the reuse this scenario is about */
+  free(launder(first));
+  free(p);
+  free(keep);
+  return 0;
+}
+
 /* A large block grown in place by realloc: its guard moves to its new end. */
 static int overflow_large_regrown(void) {
   void* keep = malloc(327671);
@@ -494,7 +511,7 @@ int main(int argc, char** argv) {
       {"overflow_into_slack", overflow_into_slack},   {"overflow_into_neighbour", overflow_into_neighbour},
       {"overflow_then_realloc", overflow_then_realloc}, {"overflow_huge_slack", overflow_huge_slack},
       {"overflow_large_4096", overflow_large_4096},   {"overflow_large_reused", overflow_large_reused},
-      {"overflow_large_regrown", overflow_large_regrown},   {"overflow_across_page", overflow_across_page},
+      {"overflow_large_regrown", overflow_large_regrown}, {"double_free_large_moved", double_free_large_moved},   {"overflow_across_page", overflow_across_page},
       {"write_after_free_small", write_after_free_small},
       {"overflow_off_huge", overflow_off_huge},       {"underflow_aligned_huge", underflow_aligned_huge},
       {"overflow_segment_end", overflow_segment_end},

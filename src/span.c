@@ -7,12 +7,13 @@
  * each segment's high-water mark resident). Any thread frees large blocks,
  * so large segments belong to no thread (thread_id 0) and every change to
  * them is made under large_lock; it is taken after a heap's singles lock,
- * never before. A span's descriptor is the one of its first slice; the
- * others stay free, which is why no block starts, and no interior pointer
- * is handed out, past the first slice (a block starts at its span's start,
- * or with guards within the first slice, see span_place; alignments above
- * a page are placed here, see hhi_span_alloc). Freed slices stay resident
- * for the purge delay, restarted by every free in the segment. */
+ * never before. A span's descriptor is the one of the slice its block
+ * starts in (segment_idx still names the span's first slice); the others
+ * stay free, which is why no interior pointer is handed out past that
+ * slice (a block starts at its span's start, or with guards may start
+ * anywhere in it, see span_place; alignments above a page are placed here,
+ * see hhi_span_alloc). Freed slices stay resident for the purge delay,
+ * restarted by every free in the segment. */
 #include "internal.h"
 
 #include <sched.h>
@@ -57,14 +58,13 @@ static uint64_t span_mask(size_t first, size_t count) {
 /* ---- the guard after a large block (HH_GUARD_LARGE) ---------------------------
  * A span in use (or in a span cache) has a guard page right after its
  * block, at page_start + block_size (block sizes are whole OS pages then),
- * so a linear overflow faults within a page of the block's end. The block
- * is placed against the end of its span, as far as its first slice allows
- * (it must start in it: that slice's descriptor is the span's), so a
- * cached span takes a block of a different size without moving its guard
- * whenever the new block still starts in the first slice: moving it costs
- * two madvise calls and a TLB shootdown on every core the process runs
- * on, which was most of the time of a large-block workload. The guard goes
- * when the span is released. */
+ * so a linear overflow faults within a page of the block's end. A new
+ * span's block is placed against the end of the span, as far as its first
+ * slice allows; a cached span takes a smaller block of another size by
+ * moving the block (and its descriptor, see span_place), not the guard:
+ * moving the guard costs two madvise calls and a TLB shootdown on every
+ * core the process runs on, which was most of the time of a large-block
+ * workload. The guard goes when the span is released. */
 static void span_guard(const hh_page_t* page, bool protect) {
   if (!HH_GUARD_LARGE) return;
   uint8_t* guard = page->page_start + page->block_size;
@@ -105,27 +105,46 @@ static size_t span_block_offset(size_t span_slices, size_t block_size, size_t al
 static bool span_guard_fits(const hh_page_t* page, size_t block_size, size_t alignment) {
   if (!HH_GUARD_LARGE) return true;  /* nothing to move */
   size_t guard_offset = (size_t)(page->page_start - span_base(page)) + page->block_size;
-  if (guard_offset < block_size) return false;
-  size_t offset = guard_offset - block_size;
-  return offset < HH_SPAN_SLICE_SIZE && offset % span_offset_align(alignment) == 0;
+  return guard_offset >= block_size && (guard_offset - block_size) % span_offset_align(alignment) == 0;
 }
 
-/* Put a block of block_size bytes in a claimed span: against the guard
- * where it stands if it fits, else the guard moves. */
-static void span_place(hh_page_t* page, size_t block_size, size_t alignment) {
+/* A slice descriptor no block starts in any more: zero but for its own
+ * index and, so that a second free of the last block that started there
+ * is told a double free (free.c), that block's start and size;
+ * segment_in_use stays 0. Under large_lock, or on a span the caller owns. */
+static void slice_descriptor_clear(hh_segment_t* segment, hh_page_t* page) {
+  uint8_t* start = page->page_start;
+  size_t block_size = page->block_size;
+  memset(page, 0, sizeof(*page));
+  page->segment_idx = (uint16_t)(page - segment->pages);
+  page->page_start = start;
+  page->block_size = block_size;
+}
+
+/* Put a block of block_size bytes in a span this thread holds (its
+ * cache's): against the guard where it stands if it fits, else the guard
+ * moves. The descriptor moves to the slice the block now starts in, which
+ * is where a pointer to the block looks (block.h:hhi_lookup_page); it is
+ * returned. */
+static hh_page_t* span_place(hh_page_t* page, size_t block_size, size_t alignment) {
   if (!HH_GUARD_LARGE) {
     page->block_size = block_size;  /* at the span's start, as before */
-    return;
+    return page;
   }
-  if (span_guard_fits(page, block_size, alignment)) {
-    page->page_start = page->page_start + page->block_size - block_size;
-    page->block_size = block_size;
-    return;
+  bool keep_guard = span_guard_fits(page, block_size, alignment);
+  if (!keep_guard) span_guard(page, false);
+  uint8_t* start = keep_guard ? page->page_start + page->block_size - block_size
+                              : span_base(page) + span_block_offset(page->span_slices, block_size, alignment);
+  hh_segment_t* segment = hhi_page_segment(page);
+  hh_page_t* home = &segment->pages[(size_t)(start - (uint8_t*)segment) >> HH_SPAN_SLICE_SHIFT];
+  if (home != page) {
+    memcpy(home, page, sizeof(*home));
+    slice_descriptor_clear(segment, page);
   }
-  span_guard(page, false);
-  page->page_start = span_base(page) + span_block_offset(page->span_slices, block_size, alignment);
-  page->block_size = block_size;
-  span_guard(page, true);
+  home->page_start = start;
+  home->block_size = block_size;
+  if (!keep_guard) span_guard(home, true);
+  return home;
 }
 
 /* Length of the run of set bits of bits that starts at bit start. */
@@ -248,9 +267,8 @@ static void large_segment_detach(hh_segment_t* segment) {
   span_purge_cancel(segment);
   for (size_t i = 0; i < HH_SPAN_SLICES; i++) {
     hh_page_t* page = &segment->pages[i];
-    uint16_t idx = page->segment_idx;
     memset(page, 0, sizeof(*page));
-    page->segment_idx = idx;
+    page->segment_idx = (uint16_t)i;
     page->is_purged = (uint8_t)(((segment->span_reserved >> i) & 1) == 0 && ((segment->span_resident >> i) & 1) == 0);
   }
   segment->used = 0;
@@ -367,8 +385,7 @@ static hh_page_t* span_cache_take(hh_tld_t* tld, size_t count, size_t alignment,
   span_cache_remove(tld, best);
   page->purge_expire = 0;
   page->is_zero_init = 0;
-  span_place(page, block_size, alignment);
-  return page;
+  return span_place(page, block_size, alignment);
 }
 
 /* Keep page in the cache; false if it does not fit (the caller frees it). */
@@ -495,15 +512,7 @@ static void span_release(hh_segment_t* segment, hh_page_t* page, hh_tld_t* tld) 
   span_guard(page, false);
   large_lock_acquire();
   segment->span_used &= ~span_mask(page->segment_idx, page->span_slices);
-  uint16_t idx = page->segment_idx;
-  uint8_t* start = page->page_start;
-  size_t block_size = page->block_size;
-  memset(page, 0, sizeof(*page));
-  page->segment_idx = idx;
-  /* kept while the slice is free, so a second free of the block is
-   * reported as a double free (free.c); segment_in_use stays 0 */
-  page->page_start = start;
-  page->block_size = block_size;
+  slice_descriptor_clear(segment, page);
   segment->used--;
   long delay = hhi_option_value(hh_option_purge_delay);
   if (delay == 0) {
@@ -583,7 +592,8 @@ void hhi_span_fork_release(void) {
 }
 
 /* Invariant 6 of docs/design.md for one large segment, under large_lock:
- * span_used is bit 0 plus exactly the slices of the spans in use. */
+ * span_used is bit 0 plus exactly the slices of the spans in use, and each
+ * span's descriptor is the one of the slice its block starts in. */
 bool hhi_span_validate_segment(const hh_segment_t* segment) {
   const char* broken = NULL;
   const hh_page_t* where = &segment->pages[0];
@@ -594,8 +604,13 @@ bool hhi_span_validate_segment(const hh_segment_t* segment) {
     const hh_page_t* page = &segment->pages[i];
     if (!page->segment_in_use) continue;
     where = page;
-    uint64_t mask = page->span_slices == 0 || i + page->span_slices > HH_SPAN_SLICES ? 0 : span_mask(i, page->span_slices);
-    if (mask == 0) broken = "span length out of its segment";
+    size_t first = page->segment_idx;
+    bool inside = page->span_slices != 0 && first <= i && i < first + page->span_slices &&
+                  first + page->span_slices <= HH_SPAN_SLICES;
+    uint64_t mask = inside ? span_mask(first, page->span_slices) : 0;
+    if (mask == 0) broken = "span length out of its segment, or its descriptor outside it";
+    else if ((size_t)(page->page_start - (const uint8_t*)segment) >> HH_SPAN_SLICE_SHIFT != i)
+      broken = "span descriptor not at the slice its block starts in";
     else if ((covered & mask) != 0) broken = "two spans share a slice";
     covered |= mask;
     spans++;

@@ -91,7 +91,8 @@ struct hh_page_s {
                                        keys[1] is odd */
   hh_page_t* next;                  /* next page in its heap queue */
   hh_page_t* prev;                  /* previous page in its heap queue */
-  uint16_t segment_idx;             /* index of this page in segment->pages */
+  uint16_t segment_idx;             /* index of this page in segment->pages; a large span's: of its first
+                                       slice (its descriptor is the slice's its block starts in, span.c) */
   uint8_t bin;                      /* size class (HH_BIN_HUGE for single-block pages); kept while the
                                        slot is free: the slot's last class */
   uint8_t is_retired;               /* != 0 iff the page is in heap->retired */

@@ -46,10 +46,11 @@ bool hhi_validate_page(const hh_page_t* page) {
   size_t area;
   uint8_t* start = hhi_segment_page_area(segment, page, &area);
   if (segment->kind == HH_SEGMENT_LARGE) {
-    /* a large block starts in its span's first slice (span.c:span_place) */
-    CHECK(page->page_start >= start && page->page_start < start + HH_SPAN_SLICE_SIZE &&
-              (size_t)(page->page_start - start) + page->block_size <= area,
-          page, "large block outside its span's first slice or past the span");
+    /* a large block lies in its span and its descriptor is the one of the
+     * slice it starts in (span.c:span_place) */
+    CHECK(page->page_start >= start && (size_t)(page->page_start - start) + page->block_size <= area &&
+              &segment->pages[(size_t)(page->page_start - (uint8_t*)segment) >> HH_SPAN_SLICE_SHIFT] == page,
+          page, "large block outside its span or not in its descriptor's slice");
   } else {
     CHECK(page->page_start == start, page, "page_start is not the start of its slot");
   }
