@@ -222,8 +222,8 @@ static void* malloc_aligned_counted(hh_heap_t* heap, size_t size, size_t alignme
   if (alignment > large_block_alignment() && size <= HH_LARGE_OBJ_SIZE_MAX &&
       size + alignment - 1 > HH_MEDIUM_OBJ_SIZE_MAX) {
     /* a large block placed aligned in its span: an aligned address inside
-     * an over-allocated one could lie past the span's first slice, where no
-     * pointer finds its page */
+     * an over-allocated one could lie past the slice the block starts in,
+     * where no pointer finds its page */
     return hhi_malloc_generic(heap, size == 0 ? 1 : size, zero, alignment);
   }
   /* Over-allocate and hand out the aligned address inside the block; free

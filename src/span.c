@@ -136,7 +136,7 @@ static hh_page_t* span_place(hh_page_t* page, size_t block_size, size_t alignmen
   uint8_t* start = keep_guard ? page->page_start + page->block_size - block_size
                               : span_base(page) + span_block_offset(page->span_slices, block_size, alignment);
   hh_segment_t* segment = hhi_page_segment(page);
-  hh_page_t* home = &segment->pages[(size_t)(start - (uint8_t*)segment) >> HH_SPAN_SLICE_SHIFT];
+  hh_page_t* home = hhi_lookup_page(segment, start);
   if (home != page) {
     memcpy(home, page, sizeof(*home));
     slice_descriptor_clear(segment, page);
@@ -440,7 +440,6 @@ static size_t span_slices_for(size_t need) {
   return span_slices_at(0, need);
 }
 
-
 bool hhi_span_can_hold(size_t block_size, size_t alignment) {
   size_t first = (hhi_segment_info_size() + HH_SPAN_SLICE_SIZE - 1) >> HH_SPAN_SLICE_SHIFT;
   size_t end = HH_SPAN_SLICES - (hhi_segment_end_guard_size() != 0 ? 1 : 0);
@@ -609,7 +608,7 @@ bool hhi_span_validate_segment(const hh_segment_t* segment) {
                   first + page->span_slices <= HH_SPAN_SLICES;
     uint64_t mask = inside ? span_mask(first, page->span_slices) : 0;
     if (mask == 0) broken = "span length out of its segment, or its descriptor outside it";
-    else if ((size_t)(page->page_start - (const uint8_t*)segment) >> HH_SPAN_SLICE_SHIFT != i)
+    else if (hhi_lookup_page(segment, page->page_start) != page)
       broken = "span descriptor not at the slice its block starts in";
     else if ((covered & mask) != 0) broken = "two spans share a slice";
     covered |= mask;

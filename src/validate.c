@@ -49,7 +49,7 @@ bool hhi_validate_page(const hh_page_t* page) {
     /* a large block lies in its span and its descriptor is the one of the
      * slice it starts in (span.c:span_place) */
     CHECK(page->page_start >= start && (size_t)(page->page_start - start) + page->block_size <= area &&
-              &segment->pages[(size_t)(page->page_start - (uint8_t*)segment) >> HH_SPAN_SLICE_SHIFT] == page,
+              hhi_lookup_page(segment, page->page_start) == page,
           page, "large block outside its span or not in its descriptor's slice");
   } else {
     CHECK(page->page_start == start, page, "page_start is not the start of its slot");

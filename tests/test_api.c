@@ -752,8 +752,7 @@ static bool readable(const void* p) {
  * to a page: that block starts before p). */
 static void check_large_block(const uint8_t* p, size_t n, size_t alignment, const char* how) {
   const size_t ps = page_size();
-  REQUIRE(is_aligned(p, alignment < large_alignment() ? alignment : large_alignment()) && is_aligned(p, alignment),
-          "%s(%zu, alignment %zu) = %p", how, n, alignment, (void*)p);
+  REQUIRE(is_aligned(p, alignment), "%s(%zu, alignment %zu) = %p", how, n, alignment, (void*)p);
   REQUIRE(readable(p) && readable(p + n - 1), "%s(%zu): the block at %p is not readable", how, n, (void*)p);
   if (large_alignment() == 64 * KiB) return;  /* no guards after large blocks */
   size_t limit = 2 * ps + (alignment <= ps ? alignment : 0);
