@@ -244,33 +244,54 @@ static inline uint64_t hhi_canary_expected(const hh_canary_words_t* c, size_t w,
   return value;
 }
 
+/* The first and the last word differ from the fill (byte r, the size
+ * field) and are merged with what the program owns; the words between are
+ * the fill alone, a plain loop the compiler vectorises. With a 2-byte field
+ * r may lie in the last word (first == last); with an 8-byte one it never
+ * does. */
 static inline void hhi_canary_write(const hh_page_t* page, void* block, size_t r) {
   uint8_t* b = block;
   hh_canary_words_t c = hhi_canary_words(page, block, r);
-  for (size_t w = c.first; w <= c.last; w += 8) {
-    uint64_t care;
-    uint64_t value = hhi_canary_expected(&c, w, r, &care);
-    uint64_t old;
-    memcpy(&old, b + w, 8);
-    uint64_t merged = (old & ~care) | (value & care);
-    memcpy(b + w, &merged, 8);
-  }
+  uint64_t care;
+  uint64_t value = hhi_canary_expected(&c, c.first, r, &care);
+  uint64_t old;
+  memcpy(&old, b + c.first, 8);
+  uint64_t merged = (old & ~care) | (value & care);
+  memcpy(b + c.first, &merged, 8);
+  if (c.first == c.last) return;
+  for (size_t w = c.first + 8; w < c.last; w += 8) memcpy(b + w, &c.fill, 8);
+  value = hhi_canary_expected(&c, c.last, r, &care);
+  memcpy(b + c.last, &value, 8);
 }
 
 /* Offset (from the block start) of the first damaged canary byte of a
- * block whose requested size is r, or SIZE_MAX when it is intact. */
+ * block whose requested size is r, or SIZE_MAX when it is intact. The
+ * words are compared without a branch each (an intact canary is the rule);
+ * only a damaged one is searched for its first bad byte. */
 static inline size_t hhi_canary_damage(const hh_page_t* page, const void* block, size_t r) {
   const uint8_t* b = block;
   hh_canary_words_t c = hhi_canary_words(page, block, r);
-  for (size_t w = c.first; w <= c.last; w += 8) {
-    uint64_t care;
-    uint64_t value = hhi_canary_expected(&c, w, r, &care);
-    uint64_t actual;
-    memcpy(&actual, b + w, 8);
-    uint64_t diff = (actual ^ value) & care;
-    if (hh_unlikely(diff != 0)) return w + (size_t)__builtin_ctzll(diff) / 8;  /* little endian */
+  uint64_t care, actual;
+  uint64_t value = hhi_canary_expected(&c, c.first, r, &care);
+  memcpy(&actual, b + c.first, 8);
+  uint64_t diff = (actual ^ value) & care;
+  if (c.first != c.last) {
+    for (size_t w = c.first + 8; w < c.last; w += 8) {
+      memcpy(&actual, b + w, 8);
+      diff |= actual ^ c.fill;
+    }
+    value = hhi_canary_expected(&c, c.last, r, &care);
+    memcpy(&actual, b + c.last, 8);
+    diff |= actual ^ value;
   }
-  return SIZE_MAX;
+  if (hh_likely(diff == 0)) return SIZE_MAX;
+  for (size_t w = c.first; w <= c.last; w += 8) {
+    value = hhi_canary_expected(&c, w, r, &care);
+    memcpy(&actual, b + w, 8);
+    uint64_t bad = (actual ^ value) & care;
+    if (bad != 0) return w + (size_t)__builtin_ctzll(bad) / 8;  /* little endian */
+  }
+  return SIZE_MAX;  /* not reached: some word differed */
 }
 
 /* The canary of block (handed out as p) is intact; otherwise report a heap

@@ -360,6 +360,64 @@ START_TEST(test_validate_reports_cycle) {
 }
 END_TEST
 
+/* One damaged byte anywhere after the requested size is found on free, at
+ * its own offset: the zero byte, the keyed fill word by word, the size
+ * field. Requests whose canary lies in one word, in two and in many, in
+ * blocks with a 2-byte size field (up to 64 KiB) and an 8-byte one. A byte
+ * of the size field may read as a damaged size or as another requested
+ * size whose canary then fails; either way one report. Every damaged block
+ * is leaked by the report, so large slacks are sampled, not walked. */
+static void damage_and_free(size_t r, size_t o, size_t block_size) {
+  unsigned char* p = hh_malloc(r);
+  ck_assert_ptr_nonnull(p);
+  memset(p, 0xa5, r);
+  seen.count = 0;
+  ((unsigned char*)launder(p))[o] ^= 0x5a;
+  hh_free(p);
+  ck_assert_msg(seen.count == 1, "request %zu, byte %zu: %d reports", r, o, seen.count);
+  ck_assert_uint_eq(seen.info.size_class, block_size);
+  size_t field = block_size <= 65536 ? 2 : 8;
+  if (o < block_size - field) {
+    ck_assert_msg(seen.info.kind == HH_MISUSE_HEAP_OVERFLOW, "request %zu, byte %zu: %s", r, o, seen.message);
+    ck_assert_uint_eq(seen.info.requested_size, r);
+    ck_assert_uint_eq(seen.info.offset, o);
+  } else {
+    ck_assert_msg(seen.info.kind == HH_MISUSE_HEAP_OVERFLOW || seen.info.kind == HH_MISUSE_HEAP_OVERFLOW_SIZE,
+                  "request %zu, byte %zu: %s", r, o, seen.message);
+  }
+}
+
+/* The block size a request of r bytes gets: the size class of the report
+ * of a damaged zero byte. */
+static size_t block_size_of(size_t r) {
+  unsigned char* p = hh_malloc(r);
+  ck_assert_ptr_nonnull(p);
+  seen.count = 0;
+  ((unsigned char*)launder(p))[r] ^= 1;
+  hh_free(p);
+  ck_assert_int_eq(seen.count, 1);
+  ck_assert_int_eq(seen.info.kind, HH_MISUSE_HEAP_OVERFLOW);
+  ck_assert_uint_gt(seen.info.size_class, r);
+  return seen.info.size_class;
+}
+
+START_TEST(test_secure_canary_every_byte) {
+  if (hh_secure_level() < 2) return;
+  static const size_t sizes[] = {1, 5, 8, 13, 16, 21, 24, 29, 40, 77, 100, 1000, 4093, 5000, 65000, 70000, 100000};
+  watch();
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t r = sizes[i];
+    size_t bs = block_size_of(r);
+    size_t stride = (bs - r) / 64 > 1 ? (bs - r) / 64 : 1;
+    for (size_t o = r; o < bs; o++) {
+      bool edge = o < r + 24 || o + 24 >= bs;  /* the first and last words, every byte */
+      if (!edge && (o - r) % stride != 0) continue;
+      damage_and_free(r, o, bs);
+    }
+  }
+}
+END_TEST
+
 static Suite* misuse_suite(void) {
   Suite* s = suite_create("hardheap_misuse");
   TCase* tc = tcase_create("table");
@@ -383,6 +441,7 @@ static Suite* misuse_suite(void) {
   tcase_add_test(tc, test_secure_freed_large_block);
   tcase_add_test(tc, test_secure_freed_aligned_huge_block);
   tcase_add_test(tc, test_secure_corrupt_link_continues);
+  tcase_add_test(tc, test_secure_canary_every_byte);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("validate");
