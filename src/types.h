@@ -161,6 +161,8 @@ struct hh_segment_s {
   uint32_t purge_pending;           /* free pages with a purge_expire set */
   uint64_t purge_busy_until;        /* ms: a page was freed here less than PURGE_DELAY before,
                                        free pages keep their memory until then (segment.c) */
+  uint64_t purge_next;              /* ms: no scheduled page purge is due before this (a lower
+                                       bound, so a collect skips the segment without a scan) */
   bool in_free_queue;               /* linked in tld->small_free / medium_free */
   bool blocks_protected;            /* HH_PROTECT_PURGED: purged whole and made PROT_NONE (cached) */
   uint64_t cached_ms;               /* when it entered the global or huge cache (segment.c), for purging;
