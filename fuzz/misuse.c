@@ -600,7 +600,11 @@ static void op_invalid_pointer(reader_t* r) {
       size_t k = 1 + rd_u24(r) % (s->usable - 1);
       const uint8_t* p = s->p + k;
       size_t m = refused_call(p, how);
-      if (s->usable <= MEDIUM_MAX || k < SMALL_PAGE) {
+      /* a large block's descriptor is the one of the 64 KiB slice it starts
+       * in (with guards, anywhere in it): past that slice the pointer may
+       * read as free */
+      bool same_slice = (uintptr_t)p / SMALL_PAGE == (uintptr_t)s->p / SMALL_PAGE;
+      if (s->usable <= MEDIUM_MAX || same_slice) {
         expect_one(m, HH_MISUSE_INTERIOR_POINTER, p);
       } else {
         static const hh_misuse_t far[] = {HH_MISUSE_INTERIOR_POINTER, HH_MISUSE_FREE_PAGE,
