@@ -320,11 +320,12 @@ static inline void hhi_block_zero_freed(const hh_page_t* page, hh_block_t* block
  * loop at -O2). Blocks start 16-aligned and are multiples of 16. */
 typedef uint64_t hh_zero_vec_t __attribute__((vector_size(16), aligned(16)));
 
-/* True when the block is zero past its first word (the link). */
-static inline bool hhi_block_zero_past_link(const hh_page_t* page, const hh_block_t* block) {
+/* True when the first `bytes` of the block (a multiple of 16) are zero past
+ * its first word (the link). */
+static inline bool hhi_block_zero_range(const hh_block_t* block, size_t bytes) {
   const uint64_t* words = (const uint64_t*)block;
   const hh_zero_vec_t* v = (const hh_zero_vec_t*)block;
-  size_t n = page->block_size / sizeof(hh_zero_vec_t);
+  size_t n = bytes / sizeof(hh_zero_vec_t);
   hh_zero_vec_t any0 = {words[1], 0}, any1 = {0, 0}, any2 = {0, 0}, any3 = {0, 0};
   size_t i = 1;
   for (; i + 4 <= n; i += 4) {
@@ -338,8 +339,19 @@ static inline bool hhi_block_zero_past_link(const hh_page_t* page, const hh_bloc
   return (any0[0] | any0[1]) == 0;
 }
 
+/* True when the whole block is zero past its link (hh_validate). */
+static inline bool hhi_block_zero_past_link(const hh_page_t* page, const hh_block_t* block) {
+  return hhi_block_zero_range(block, page->block_size);
+}
+
+/* The bytes of a reused block the hand-out check reads: all of a small
+ * one, the head of a larger one (config.h). */
+static inline size_t hhi_block_checked_bytes(const hh_page_t* page) {
+  return page->block_size <= HH_FREED_CHECK_WHOLE ? page->block_size : HH_FREED_CHECK_HEAD;
+}
+
 static inline void hhi_block_check_zero(const hh_page_t* page, const hh_block_t* block) {
-  if (hh_unlikely(!hhi_block_zero_past_link(page, block))) {
+  if (hh_unlikely(!hhi_block_zero_range(block, hhi_block_checked_bytes(page)))) {
     hhi_report_write_after_free(page, block, sizeof(hh_block_t));
   }
 }
@@ -354,9 +366,19 @@ static inline void* hhi_block_hand_out(const hh_page_t* page, hh_block_t* block,
   hhi_track_hand_out(block, page->block_size, zero);  /* first: the checks below read the whole block */
   if (HH_CHECK_FREED_ZERO && page->block_recip != 0) hhi_block_check_zero(page, block);
   if (zero) {
-    /* freed blocks are zeroed already (HH_ZERO_ON_FREE), but single blocks not */
-    if (page->free_is_zero || (HH_ZERO_ON_FREE && page->block_recip != 0)) block->next = 0;
-    else memset(block, 0, page->block_size);
+    /* Fresh memory is zero, and so is a reused block as far as the check
+     * read it (freed blocks are zeroed, HH_ZERO_ON_FREE); past that a
+     * write after free could linger, so the rest is cleared. Single
+     * blocks are never zeroed on free. */
+    if (page->free_is_zero) {
+      block->next = 0;
+    } else if (HH_CHECK_FREED_ZERO && page->block_recip != 0) {
+      size_t checked = hhi_block_checked_bytes(page);
+      block->next = 0;
+      if (checked < page->block_size) memset((uint8_t*)block + checked, 0, page->block_size - checked);
+    } else {
+      memset(block, 0, page->block_size);
+    }
   } else if (HH_CLEAR_HANDED_OUT_LINK) {
     block->next = 0;
   }
