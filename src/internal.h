@@ -43,8 +43,15 @@
 /* ---- random.c: randomness, keys, the process cookie -------------------------*/
 extern uintptr_t hhi_process_cookie;
 void hhi_random_init(void);
-/* splitmix64 step: fast, invertible; only for shuffles seeded per batch. */
-uint64_t hhi_random_next(uint64_t* state);
+/* splitmix64 step: fast, invertible; only for shuffles seeded per batch
+ * and the quarantine's slot choice. Inline: the quarantine draws one per
+ * free in the secure build. */
+static inline uint64_t hhi_random_next(uint64_t* state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
 /* The next 64 bits of a ChaCha20 stream. */
 uint64_t hhi_chacha_next(hh_chacha_t* ctx);
 /* Key ctx from the output of another stream (stream: the nonce, one per purpose). */

@@ -71,14 +71,6 @@ uint64_t hhi_chacha_next(hh_chacha_t* ctx) {
 }
 
 /* ---- seeding ------------------------------------------------------------------*/
-/* splitmix64: only to spread a weak fallback seed and to run a shuffle from
- * one ChaCha output (hhi_random_next). */
-uint64_t hhi_random_next(uint64_t* state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 /* 32 bytes of key from the kernel; without getrandom (very old kernel,
  * seccomp) a weak key from the clock and addresses, said once in verbose. */
