@@ -89,6 +89,9 @@
 #define MEDIUM_MAX ((size_t)64 << 10)
 #define LARGE_MAX ((size_t)2 << 20)
 #define CANARY_SHORT_MAX ((size_t)64 << 10)  /* blocks up to this have a 2-byte size field, larger ones 8 */
+#define CANARY_MIN 3                          /* bytes a request takes past its size: the zero and the size field */
+#define FREED_CHECK_WHOLE ((size_t)1 << 10)   /* reused blocks up to this are checked whole on hand-out, */
+#define FREED_CHECK_HEAD ((size_t)256)        /* larger ones in their first this many bytes */
 
 #define SLOTS 64
 #define FREED 64
@@ -686,9 +689,9 @@ static void op_write_free(reader_t* r) {
     size_t k = 8 + rd_u16(r) % (f->usable - 8);
     size_t n = f->usable - k < 8 ? f->usable - k : 8;
     uint8_t bytes[8];
-    /* the bytes the hand-out check reads: all of a block up to 1 KiB (a
-     * request that fits with its 3 canary bytes), the first 256 of larger */
-    size_t checked = f->usable + 3 <= 1024 ? SIZE_MAX : 256;
+    /* the bytes the hand-out check reads (block sizes step at powers of 2,
+     * so the block is at most FREED_CHECK_WHOLE iff the request fits) */
+    size_t checked = f->usable + CANARY_MIN <= FREED_CHECK_WHOLE ? SIZE_MAX : FREED_CHECK_HEAD;
     bool nonzero = false, nonzero_checked = false;
     for (size_t i = 0; i < n; i++) {
       bool changed = (bytes[i] = rd_u8(r)) != 0;

@@ -35,18 +35,7 @@ static void* launder(void* p) {
 /* Flip bits of the byte at p, past the requested size: the overflow a buggy
  * program makes. Not instrumented: in the ASan tracking build that slack
  * is poisoned, and the point here is what the canary check on free sees. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define NO_ASAN __attribute__((no_sanitize("address")))
-#endif
-#endif
-#if !defined(NO_ASAN) && defined(__SANITIZE_ADDRESS__)
-#define NO_ASAN __attribute__((no_sanitize_address))
-#endif
-#ifndef NO_ASAN
-#define NO_ASAN
-#endif
-NO_ASAN static void overflow_byte(void* p, size_t offset, unsigned char bits) {
+__attribute__((no_sanitize("address"))) static void overflow_byte(void* p, size_t offset, unsigned char bits) {
   ((volatile unsigned char*)launder(p))[offset] ^= bits;
 }
 
