@@ -334,6 +334,37 @@ static int overflow_off_huge(void) {
   return 0;
 }
 
+/* A freed huge block stays inaccessible while it waits in the
+ * quarantine, though its memory is kept for reuse: a read after free
+ * faults instead of seeing the zeroed (or a new owner's) bytes. */
+static int read_after_free_huge(void) {
+  char* p = malloc(8u << 20);
+  memset(p, 0x41, 8u << 20);
+  free(p);
+  printf("%d\n", ((volatile char*)launder(p))[4096]);
+  return 0;
+}
+
+/* A huge block that reuses a bigger freed mapping ends at inaccessible
+ * memory: an overflow off it faults instead of running over the rest of
+ * the old block. The 12 MiB block waits for 8 later huge frees first. */
+static int overflow_huge_reused(void) {
+  enum { WAIT = 8 };
+  char* others[WAIT];
+  for (int i = 0; i < WAIT; i++) others[i] = malloc((size_t)(20 + i) << 20);  /* too big to be reused below */
+  char* big = malloc(12u << 20);
+  memset(big, 0x41, 12u << 20);
+  free(big);
+  for (int i = 0; i < WAIT; i++) free(others[i]);
+  char* p = malloc(7u << 20);
+  if (p != big) {
+    fprintf(stderr, "overflow_huge_reused: the freed mapping was not reused\n");
+    return 3;
+  }
+  memset(launder(p + malloc_usable_size(p)), 0x41, 8192);
+  return 0;
+}
+
 /* In front of an over-aligned huge block nothing is left writable. */
 static int underflow_aligned_huge(void) {
   volatile char* p = aligned_alloc(16u << 20, 8u << 20);
@@ -515,6 +546,7 @@ int main(int argc, char** argv) {
       {"overflow_across_page", overflow_across_page},
       {"write_after_free_small", write_after_free_small},
       {"overflow_off_huge", overflow_off_huge},       {"underflow_aligned_huge", underflow_aligned_huge},
+      {"read_after_free_huge", read_after_free_huge}, {"overflow_huge_reused", overflow_huge_reused},
       {"overflow_segment_end", overflow_segment_end},
   };
   if (argc != 2) {

@@ -151,10 +151,24 @@
 #define HH_ERRORS_ALWAYS_SHOWN (HH_SECURE_LEVEL >= 1)    /* options.c: SHOW_ERRORS cannot be turned off */
 
 /* Freed huge blocks kept mapped but inaccessible (HH_HUGE_QUARANTINE), at
- * most this many and this many bytes of address space (their memory is
- * returned at once); the oldest is unmapped first. */
+ * most this many and this many bytes of address space; the oldest is
+ * unmapped first. Outside a memory checker's tracking mode a freed block's
+ * memory is zeroed where resident and kept, and the block may serve a new
+ * huge request once HH_HUGE_QUARANTINE_WAIT later huge blocks have been
+ * freed (HH_HUGE_QUARANTINE_REUSE): returning the memory at once cost a
+ * page fault per touched page of every new huge block (malloc_large: 1.2
+ * million of them, 2.1x mimalloc's time). At most
+ * HH_HUGE_QUARANTINE_RESIDENT bytes stay resident, oldest purged first, and
+ * none for longer than HH_HUGE_QUARANTINE_PURGE_DELAYS times PURGE_DELAY: a
+ * block cannot be reused before it has waited, and purged after one delay
+ * malloc_large's blocks were purged just before their reuse (2.8x the
+ * page faults). */
 #define HH_HUGE_QUARANTINE_MAX 16
 #define HH_HUGE_QUARANTINE_BYTES ((size_t)1 << 30)
+#define HH_HUGE_QUARANTINE_REUSE (HH_HUGE_QUARANTINE && !HH_TRACKING)
+#define HH_HUGE_QUARANTINE_WAIT 8
+#define HH_HUGE_QUARANTINE_RESIDENT ((size_t)128 << 20)
+#define HH_HUGE_QUARANTINE_PURGE_DELAYS 10
 
 /* Without the quarantine (and without a memory checker's tracking mode,
  * whose users want a freed huge block to fault), freed huge blocks' mappings

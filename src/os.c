@@ -16,9 +16,11 @@
 #include "stats.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/random.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -234,6 +236,47 @@ bool hhi_os_protect(void* p, size_t size) {
   }
   atomic_store_explicit(&mprotect_used, true, memory_order_relaxed);
   return os_mprotect(p, size, PROT_NONE);
+}
+
+bool hhi_os_protect_keeping(void* p, size_t size) {
+  atomic_store_explicit(&mprotect_used, true, memory_order_relaxed);
+  return os_mprotect(p, size, PROT_NONE);
+}
+
+bool hhi_os_unprotect_kept(void* p, size_t size) {
+  return os_mprotect(p, size, PROT_READ | PROT_WRITE);
+}
+
+/* A page the kernel swapped out is not resident, and would come back with
+ * its old contents: with swap configured nothing is trusted to mincore. */
+static bool os_swap_configured(void) {
+  struct sysinfo info;
+  return sysinfo(&info) != 0 || info.totalswap != 0;
+}
+
+bool hhi_os_zero_resident(void* p, size_t size, size_t* zeroed) {
+  *zeroed = 0;
+  if (os_swap_configured()) return false;
+  uint8_t* start = p;
+  size_t pages = size / os_page_size;
+  unsigned char resident[4096];  /* on the stack: this runs without allocating */
+  size_t total = 0;
+  for (size_t first = 0; first < pages; first += sizeof(resident)) {
+    size_t count = pages - first < sizeof(resident) ? pages - first : sizeof(resident);
+    uint8_t* chunk = start + first * os_page_size;
+    if (mincore(chunk, count * os_page_size, resident) != 0) return false;
+    for (size_t i = 0; i < count;) {
+      if ((resident[i] & 1) == 0) { i++; continue; }
+      size_t run = i;
+      while (run < count && (resident[run] & 1) != 0) run++;
+      memset(chunk + i * os_page_size, 0, (run - i) * os_page_size);
+      total += (run - i) * os_page_size;
+      i = run;
+    }
+  }
+  if (os_swap_configured()) return false;  /* turned on meanwhile: a page may have gone out unseen */
+  *zeroed = total;
+  return true;
 }
 
 bool hhi_os_unprotect(void* p, size_t size) {

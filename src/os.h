@@ -35,6 +35,17 @@ bool hhi_os_purge(void* p, size_t size);
 bool hhi_os_protect(void* p, size_t size);
 bool hhi_os_unprotect(void* p, size_t size);
 bool hhi_os_protect_read_only(void* p, size_t size);
+/* Make pages inaccessible keeping their contents (mprotect, which splits
+ * the kernel mapping) / read-write again (guard markers in the range stay:
+ * hhi_os_unprotect removes those too). */
+bool hhi_os_protect_keeping(void* p, size_t size);
+bool hhi_os_unprotect_kept(void* p, size_t size);
+/* Zero the resident pages of [p, p + size) (page aligned) and leave the
+ * others alone, so that all of it reads as zero without returning memory
+ * that is about to be reused; *zeroed: bytes written. False, nothing
+ * promised, when it cannot tell (swap configured, mincore refused): the
+ * caller purges instead. */
+bool hhi_os_zero_resident(void* p, size_t size, size_t* zeroed);
 /* True while protects use guard markers (they cost no kernel mapping). */
 bool hhi_os_guard_markers(void);
 /* Monotonic clock in milliseconds. */

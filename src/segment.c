@@ -387,6 +387,9 @@ static void huge_cache_purge_expired(uint64_t now);
 static hh_segment_t* huge_cache_take(size_t segment_size);
 static void huge_cache_reuse(hh_segment_t* segment, hh_tld_t* tld, size_t segment_size, size_t info,
                              size_t block_offset);
+static hh_segment_t* quarantine_take(size_t segment_size);
+static void quarantine_reuse(hh_segment_t* segment, hh_tld_t* tld, size_t segment_size, size_t info);
+static void quarantine_purge_expired(uint64_t now);
 static hh_segment_t* global_cache;             /* newest first, linked by next */
 static _Atomic(size_t) global_cache_count;     /* written under the lock, peeked without it */
 static _Atomic(size_t) global_cache_unpurged;  /* entries not purged yet (cached_ms != 0; seq_cst: the purger) */
@@ -588,6 +591,14 @@ static hh_segment_t* segment_alloc_under_lock(hh_tld_t* tld, hh_segment_kind_t k
     }
     segment_size += hhi_segment_end_guard_size();  /* a huge block's guard comes on top */
     if (segment_size < huge_block) return NULL;  /* overflow */
+  }
+  if (HH_HUGE_QUARANTINE_REUSE && kind == HH_SEGMENT_HUGE && block_offset == 0) {
+    hh_segment_t* waited = quarantine_take(segment_size);
+    if (waited != NULL) {
+      quarantine_reuse(waited, tld, segment_size, info);
+      tld->segments.count++;
+      return waited;
+    }
   }
   if (HH_HUGE_CACHE && kind == HH_SEGMENT_HUGE && map_alignment == HH_SEGMENT_SIZE) {
     hh_segment_t* cached = huge_cache_take(segment_size);
@@ -811,6 +822,7 @@ static void segments_collect_under_lock(hh_tld_t* tld, bool force) {
   if (HH_HUGE_CACHE) {
     if (force) huge_cache_flush(); else huge_cache_purge_expired(now);
   }
+  if (HH_HUGE_QUARANTINE_REUSE && !force) quarantine_purge_expired(now);
   if (!force) global_cache_purge_expired(now);
   if (force) {
     global_cache_flush();
@@ -840,29 +852,55 @@ static hh_page_t* segment_huge_alloc_under_lock(hh_tld_t* tld, size_t block_size
 }
 
 /* ---- the quarantine of freed huge blocks (HH_HUGE_QUARANTINE) -------------------
- * A freed huge block's memory is returned to the OS at once and made
- * inaccessible, but its segment stays mapped (and in the segment map) for a
- * while: a use after free faults, and a second free finds the descriptor,
- * which keeps the block's start and size, and is reported as a double
- * free. Oldest first out; guarded by segments_lock. */
+ * A freed huge block is made inaccessible, but its segment stays mapped
+ * (and in the segment map) for a while: a use after free faults, and a
+ * second free finds the descriptor, which keeps the block's start and size,
+ * and is reported as a double free. Oldest first out; guarded by
+ * segments_lock.
+ *
+ * With HH_HUGE_QUARANTINE_REUSE the block's contents are erased at once
+ * (resident pages zeroed in place, the rest never touched or purged) and
+ * its memory kept, and a block that has waited for
+ * HH_HUGE_QUARANTINE_WAIT later huge frees may serve the next huge request
+ * it fits (at least its size, at most twice it), which then gets memory
+ * that is resident and zero instead of page faults. Kept memory is bounded
+ * (HH_HUGE_QUARANTINE_RESIDENT, oldest purged first) and purged
+ * HH_HUGE_QUARANTINE_PURGE_DELAYS times PURGE_DELAY after the free; without REUSE, or where zeroing cannot be
+ * trusted (swap), the block's memory is returned at once. */
 static hh_segment_t* quarantine_first;   /* oldest, linked by next */
 static hh_segment_t* quarantine_last;
 static size_t quarantine_count;
-static size_t quarantine_bytes;
+static size_t quarantine_bytes;          /* address space of the entries */
+static size_t quarantine_resident;       /* sum of the entries' quarantine_resident */
+static _Atomic(size_t) quarantine_unpurged;  /* entries with memory kept (seq_cst: the purger) */
 
 static void segment_lock(void);
 static void segment_unlock(void);
 
+/* Drop an entry's kept memory from the totals (it is purged or leaves). */
+static void quarantine_forget_resident_locked(hh_segment_t* segment) {
+  if (segment->quarantine_resident == 0) return;
+  quarantine_resident -= segment->quarantine_resident;
+  segment->quarantine_resident = 0;
+  atomic_fetch_sub_explicit(&quarantine_unpurged, 1, memory_order_seq_cst);
+}
+
+/* Unlink the entry after prev (NULL: the oldest). */
+static hh_segment_t* quarantine_unlink_locked(hh_segment_t* prev) {
+  hh_segment_t* segment = prev != NULL ? prev->next : quarantine_first;
+  if (prev != NULL) prev->next = segment->next; else quarantine_first = segment->next;
+  if (quarantine_last == segment) quarantine_last = prev;
+  quarantine_count--;
+  quarantine_bytes -= segment->mapping_size;
+  quarantine_forget_resident_locked(segment);
+  return segment;
+}
+
 /* Unlink and return the oldest quarantined segment if over the bounds (all: any). */
 static hh_segment_t* quarantine_evict(bool all) {
-  hh_segment_t* segment = quarantine_first;
-  if (segment == NULL) return NULL;
+  if (quarantine_first == NULL) return NULL;
   if (!all && quarantine_count <= HH_HUGE_QUARANTINE_MAX && quarantine_bytes <= HH_HUGE_QUARANTINE_BYTES) return NULL;
-  quarantine_first = segment->next;
-  if (quarantine_first == NULL) quarantine_last = NULL;
-  quarantine_count--;
-  quarantine_bytes -= segment->segment_size;
-  return segment;
+  return quarantine_unlink_locked(NULL);
 }
 
 static void quarantine_flush(bool all) {
@@ -873,6 +911,132 @@ static void quarantine_flush(bool all) {
     if (segment == NULL) return;
     hhi_segment_unmap(segment);
   }
+}
+
+/* Return a quarantined block's kept memory; it stays inaccessible. */
+static void quarantine_purge_locked(hh_segment_t* segment) {
+  if (segment->quarantine_resident == 0) return;
+  hh_page_t* page = &segment->pages[0];
+  size_t size;
+  uint8_t* start = hhi_segment_page_area(segment, page, &size);
+  if (!hhi_os_purge(start, size)) return;
+  page->is_purged = 1;
+  hhi_stat_sub(&hhi_stats.committed, size);
+  quarantine_forget_resident_locked(segment);
+}
+
+/* Purge what was kept for longer than its delays, then the oldest kept
+ * memory while over the bound. */
+static void quarantine_purge_locked_over(uint64_t now) {
+  long delay = hhi_option_value(hh_option_purge_delay);
+  for (hh_segment_t* s = quarantine_first; s != NULL; s = s->next) {
+    bool expired = delay >= 0 && s->cached_ms + (uint64_t)delay * HH_HUGE_QUARANTINE_PURGE_DELAYS <= now;
+    if (expired || quarantine_resident > HH_HUGE_QUARANTINE_RESIDENT) quarantine_purge_locked(s);
+  }
+}
+
+static void quarantine_purge_expired(uint64_t now) {
+  if (atomic_load_explicit(&quarantine_unpurged, memory_order_seq_cst) == 0) return;
+  segment_lock();
+  quarantine_purge_locked_over(now);
+  segment_unlock();
+}
+
+static void quarantine_push(hh_segment_t* segment) {
+  hh_page_t* page = &segment->pages[0];
+  size_t size;
+  uint8_t* start = hhi_segment_page_area(segment, page, &size);
+  page->segment_in_use = 0;  /* page_start and block_size stay: lookup.c tells a second free */
+  size_t kept = 0;
+  bool erased = HH_HUGE_QUARANTINE_REUSE && hhi_os_zero_resident(start, size, &kept) && kept != 0;
+  if (!erased) {
+    kept = 0;
+    if (hhi_os_purge(start, size)) {
+      page->is_purged = 1;
+      hhi_stat_sub(&hhi_stats.committed, size);
+    }
+  }
+  /* mprotect keeps the memory, and a reuse need not look for guard markers
+   * in the block: the quarantine holds a bounded number of mappings */
+  segment->quarantine_marked = !(HH_HUGE_QUARANTINE_REUSE && hhi_os_protect_keeping(start, size));
+  if (segment->quarantine_marked) {
+    if (kept != 0 && hhi_os_purge(start, size)) {
+      page->is_purged = 1;
+      hhi_stat_sub(&hhi_stats.committed, size);
+    }
+    kept = 0;
+    (void)hhi_os_protect(start, size);
+  }
+  uint64_t now = hhi_os_clock_ms();
+  segment->cached_ms = now;
+  segment->quarantine_resident = kept;
+  segment->next = NULL;
+  segment_lock();
+  if (quarantine_last != NULL) quarantine_last->next = segment; else quarantine_first = segment;
+  quarantine_last = segment;
+  quarantine_count++;
+  quarantine_bytes += segment->mapping_size;
+  if (kept != 0) {
+    quarantine_resident += kept;
+    atomic_fetch_add_explicit(&quarantine_unpurged, 1, memory_order_seq_cst);
+    quarantine_purge_locked_over(now);
+  }
+  segment_unlock();
+  quarantine_flush(false);
+  if (kept != 0 && hhi_option_value(hh_option_purge_delay) > 0) hhi_purger_notify();
+}
+
+/* The smallest entry that has waited long enough, of at least segment_size
+ * bytes and at most twice that, laid out with the block after the metadata. */
+static hh_segment_t* quarantine_take(size_t segment_size) {
+  segment_lock();
+  size_t waited = quarantine_count > HH_HUGE_QUARANTINE_WAIT ? quarantine_count - HH_HUGE_QUARANTINE_WAIT : 0;
+  hh_segment_t* best = NULL;
+  hh_segment_t* best_prev = NULL;
+  hh_segment_t* prev = NULL;
+  size_t index = 0;
+  for (hh_segment_t* s = quarantine_first; s != NULL && index < waited; prev = s, s = s->next, index++) {
+    size_t size = s->mapping_size;
+    if (size < segment_size || size / 2 > segment_size || s->block_offset != 0) continue;
+    if (best == NULL || size < best->mapping_size) {
+      best = s;
+      best_prev = prev;
+    }
+  }
+  hh_segment_t* segment = best != NULL ? quarantine_unlink_locked(best_prev) : NULL;
+  segment_unlock();
+  return segment;
+}
+
+/* Lay out a quarantined huge segment for a new block of segment_size
+ * bytes: open what the block needs and return the zeroed memory past it.
+ * Everything of the mapping past the block stays inaccessible (the old end
+ * guard, the rest of a bigger old block, what earlier and bigger uses left),
+ * so the block ends at a guard without one being made. Its memory is zero
+ * either way (erased or purged). */
+static void quarantine_reuse(hh_segment_t* segment, hh_tld_t* tld, size_t segment_size, size_t info) {
+  hh_page_t* page = &segment->pages[0];
+  uint8_t* base = (uint8_t*)segment;
+  size_t old_size = segment->segment_size;
+  size_t old_area;
+  uint8_t* start = hhi_segment_page_area(segment, page, &old_area);
+  bool purged = page->is_purged;
+  hhi_stat_sub(&hhi_stats.committed, old_size - (purged ? old_area : 0));
+  if (!purged && old_size > segment_size) (void)hhi_os_purge(base + segment_size, old_size - segment_size);
+  size_t guard = hhi_segment_end_guard_size();
+  uint8_t* old_end = start + old_area;
+  uint8_t* new_end = base + segment_size - guard;
+  if (segment->quarantine_marked) {
+    (void)hhi_os_unprotect(start, (size_t)(new_end - start));
+  } else {
+    /* guard markers lie only past the old block: its end guard, those of
+     * earlier and bigger uses of the mapping (the block was mprotected) */
+    if (new_end > old_end) (void)hhi_os_unprotect(old_end, (size_t)(new_end - old_end));
+    (void)hhi_os_unprotect_kept(start, (size_t)(new_end - start));
+  }
+  segment_setup(segment, tld, HH_SEGMENT_HUGE, segment_size, info, 0);
+  segment_init_pages(segment, true);
+  hhi_stat_add(&hhi_stats.committed, &hhi_stats.committed_peak, segment_size);
 }
 
 /* ---- the cache of freed huge mappings (HH_HUGE_CACHE) -------------------------
@@ -1017,13 +1181,15 @@ static void huge_cache_flush(void) {
 
 bool hhi_segment_caches_purge_pending(void) {
   return atomic_load_explicit(&global_cache_unpurged, memory_order_seq_cst) != 0 ||
-         (HH_HUGE_CACHE && atomic_load_explicit(&huge_cache_unpurged, memory_order_seq_cst) != 0);
+         (HH_HUGE_CACHE && atomic_load_explicit(&huge_cache_unpurged, memory_order_seq_cst) != 0) ||
+         (HH_HUGE_QUARANTINE_REUSE && atomic_load_explicit(&quarantine_unpurged, memory_order_seq_cst) != 0);
 }
 
 void hhi_segment_caches_collect(void) {
   uint64_t now = hhi_os_clock_ms();
   global_cache_purge_expired(now);
   if (HH_HUGE_CACHE) huge_cache_purge_expired(now);
+  if (HH_HUGE_QUARANTINE_REUSE) quarantine_purge_expired(now);
 }
 
 void hhi_segment_huge_free(hh_page_t* page) {
@@ -1038,22 +1204,7 @@ void hhi_segment_huge_free(hh_page_t* page) {
     hhi_segment_unmap(segment);
     return;
   }
-  size_t size;
-  uint8_t* start = hhi_segment_page_area(segment, page, &size);
-  page->segment_in_use = 0;  /* page_start and block_size stay: lookup.c tells a second free */
-  if (hhi_os_purge(start, size)) {
-    page->is_purged = 1;
-    hhi_stat_sub(&hhi_stats.committed, size);
-  }
-  (void)hhi_os_protect(start, size);
-  segment->next = NULL;
-  segment_lock();
-  if (quarantine_last != NULL) quarantine_last->next = segment; else quarantine_first = segment;
-  quarantine_last = segment;
-  quarantine_count++;
-  quarantine_bytes += segment->segment_size;
-  segment_unlock();
-  quarantine_flush(false);
+  quarantine_push(segment);
 }
 
 /* ---- abandonment -------------------------------------------------------------

@@ -167,6 +167,10 @@ struct hh_segment_s {
   bool blocks_protected;            /* HH_PROTECT_PURGED: purged whole and made PROT_NONE (cached) */
   uint64_t cached_ms;               /* when it entered the global or huge cache (segment.c), for purging;
                                        global cache: 0 once purged or if it never will be */
+  size_t quarantine_resident;       /* huge, in the quarantine: bytes of its freed block kept resident
+                                       (zeroed, PROT_NONE), 0 once purged */
+  bool quarantine_marked;           /* huge, in the quarantine: its block is guard-marked
+                                       (hhi_os_protect), not only mprotected */
   uint64_t span_reserved;           /* large: bit i set = slice i is metadata or guard, never a span */
   uint64_t span_used;               /* large: bit i set = slice i belongs to a span, or is reserved */
   uint64_t span_resident;           /* large: bit i set = slice i's memory may be resident (not purged) */

@@ -1507,6 +1507,65 @@ START_TEST(test_stats_huge_and_collect) {
 }
 END_TEST
 
+/* The secure build's quarantine of huge blocks (outside tracking builds):
+ * a freed block is not handed out again before HH_HUGE_QUARANTINE_WAIT (8)
+ * later huge frees; then its mapping serves a request it fits, with memory
+ * that reads as zero (its resident pages were zeroed at the free, not
+ * returned), and it is purged at once under PURGE_DELAY 0. */
+START_TEST(test_huge_quarantine_reuse) {
+#ifdef HH_TEST_TRACKING
+  return;  /* a tracking build never hands a quarantined block out again */
+#endif
+  if (!hh_is_secure()) return;
+  enum { WAIT = 8 };
+  const size_t size = 9 * MiB;
+  const long delay = hh_option_get(hh_option_purge_delay);
+  hh_option_set(hh_option_purge_delay, -1);
+  hh_collect(true);
+  uint8_t* others[WAIT];
+  for (int i = 0; i < WAIT; i++) {
+    others[i] = hh_malloc(size);
+    ck_assert_ptr_nonnull(others[i]);
+  }
+  uint8_t* victim = hh_malloc(size);
+  ck_assert_ptr_nonnull(victim);
+  memset(victim, 0xAB, size);
+  hh_stats_t s0 = stats_now();
+  hh_free(victim);
+  hh_stats_t s1 = stats_now();
+  /* its memory is kept (zeroed, inaccessible), not returned */
+  ck_assert_uint_eq(s1.committed, s0.committed);
+  /* not before it has waited: a fresh mapping */
+  uint8_t* early = hh_malloc(size);
+  ck_assert_ptr_nonnull(early);
+  ck_assert_ptr_ne(early, victim);
+  for (int i = 0; i < WAIT - 1; i++) hh_free(others[i]);
+  hh_stats_t s2 = stats_now();
+  uint8_t* still_early = hh_malloc(size);  /* victim has waited for 7 frees (early is live) */
+  ck_assert_ptr_ne(still_early, victim);
+  hh_free(others[WAIT - 1]);
+  hh_free(still_early);  /* now 9 frees after victim's */
+  uint8_t* reused = hh_calloc(1, size - 64 * KiB);
+  ck_assert_ptr_eq(reused, victim);
+  hh_stats_t s3 = stats_now();
+  ck_assert_uint_eq(s3.mmap_calls, s2.mmap_calls + 1);  /* still_early's mapping, none for reused */
+  REQUIRE(first_nonzero(reused, hh_usable_size(reused)) == SIZE_MAX, "a reused quarantined block is not zero");
+  /* PURGE_DELAY 0: a freed block's memory goes back at once */
+  hh_option_set(hh_option_purge_delay, 0);
+  memset(reused, 0x5A, size - 64 * KiB);
+  hh_stats_t s4 = stats_now();
+  hh_free(reused);
+  hh_stats_t s5 = stats_now();
+  ck_assert_uint_le(s5.committed + size - 128 * KiB, s4.committed);
+  hh_free(early);
+  hh_collect(true);
+  hh_stats_t s6 = stats_now();
+  ck_assert_uint_eq(s6.huge_count, 0);
+  check_stats_invariants(&s6);
+  hh_option_set(hh_option_purge_delay, delay);
+}
+END_TEST
+
 /* Freed huge blocks: the fast build keeps their mappings for the next huge
  * request that fits (no mmap, only what the request needs of it, dirty
  * memory zeroed for calloc, purged after PURGE_DELAY, unmapped by
@@ -1720,6 +1779,7 @@ static Suite* api_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_stats_huge_and_collect);
   tcase_add_test(tc, test_huge_mapping_reuse);
+  tcase_add_test(tc, test_huge_quarantine_reuse);
   tcase_add_test(tc, test_stats_print);
   tcase_add_test(tc, test_bin_stats);
   tcase_add_test(tc, test_options);
