@@ -365,6 +365,44 @@ static int overflow_huge_reused(void) {
   return 0;
 }
 
+/* A thread fills a few pages and frees everything; its empty segment
+ * goes to the global cache, purged and made inaccessible (PURGE_DELAY 0).
+ * The next thread's first page re-cuts that segment: only its own slot is
+ * opened, so a stale pointer from the first thread into another page of
+ * the segment faults instead of writing into memory a later page gets. */
+static char* recut_stale[512];
+
+static void* recut_fill_and_free(void* arg) {
+  (void)arg;
+  for (size_t i = 0; i < 512; i++) recut_stale[i] = malloc(1000);
+  for (size_t i = 0; i < 512; i++) free(recut_stale[i]);
+  return NULL;
+}
+
+static void* recut_write_stale(void* arg) {
+  (void)arg;
+  char* fresh = malloc(1000);
+  uintptr_t fresh_page = (uintptr_t)fresh >> 16;
+  for (size_t i = 0; i < 512; i++) {
+    uintptr_t stale = (uintptr_t)recut_stale[i];
+    if (stale >> 22 == (uintptr_t)fresh >> 22 && stale >> 16 != fresh_page) {
+      *(volatile char*)launder(recut_stale[i]) = 0x41;
+      return NULL;
+    }
+  }
+  fprintf(stderr, "write_after_thread_exit_recut: the segment was not reused\n");
+  exit(3);
+}
+
+static int write_after_thread_exit_recut(void) {
+  pthread_t t;
+  pthread_create(&t, NULL, recut_fill_and_free, NULL);
+  pthread_join(t, NULL);
+  pthread_create(&t, NULL, recut_write_stale, NULL);
+  pthread_join(t, NULL);
+  return 0;
+}
+
 /* In front of an over-aligned huge block nothing is left writable. */
 static int underflow_aligned_huge(void) {
   volatile char* p = aligned_alloc(16u << 20, 8u << 20);
@@ -547,6 +585,7 @@ int main(int argc, char** argv) {
       {"write_after_free_small", write_after_free_small},
       {"overflow_off_huge", overflow_off_huge},       {"underflow_aligned_huge", underflow_aligned_huge},
       {"read_after_free_huge", read_after_free_huge}, {"overflow_huge_reused", overflow_huge_reused},
+      {"write_after_thread_exit_recut", write_after_thread_exit_recut},
       {"overflow_segment_end", overflow_segment_end},
   };
   if (argc != 2) {

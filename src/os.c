@@ -222,20 +222,32 @@ bool hhi_os_guard_markers(void) {
   return !atomic_load_explicit(&markers_unavailable, memory_order_relaxed);
 }
 
-bool hhi_os_protect(void* p, size_t size) {
-  if (!atomic_load_explicit(&markers_unavailable, memory_order_relaxed)) {
-    if (os_madvise_retry(p, size, MADV_GUARD_INSTALL)) {
-      atomic_store_explicit(&markers_used, true, memory_order_relaxed);
-      return true;
-    }
-    if (errno != EINVAL) {
-      hhi_warning_message("madvise(GUARD_INSTALL) of %p (%zu bytes) failed (errno %d)", p, size, errno);
-      return false;
-    }
-    atomic_store_explicit(&markers_unavailable, true, memory_order_relaxed);
+/* Guard markers over [p, p + size): 1 done, 0 refused, -1 the kernel has none. */
+static int os_install_markers(void* p, size_t size) {
+  if (atomic_load_explicit(&markers_unavailable, memory_order_relaxed)) return -1;
+  if (os_madvise_retry(p, size, MADV_GUARD_INSTALL)) {
+    atomic_store_explicit(&markers_used, true, memory_order_relaxed);
+    return 1;
   }
+  if (errno != EINVAL) {
+    hhi_warning_message("madvise(GUARD_INSTALL) of %p (%zu bytes) failed (errno %d)", p, size, errno);
+    return 0;
+  }
+  atomic_store_explicit(&markers_unavailable, true, memory_order_relaxed);
+  return -1;
+}
+
+bool hhi_os_protect(void* p, size_t size) {
+  int markers = os_install_markers(p, size);
+  if (markers >= 0) return markers == 1;
   atomic_store_explicit(&mprotect_used, true, memory_order_relaxed);
   return os_mprotect(p, size, PROT_NONE);
+}
+
+bool hhi_os_purge_protect(void* p, size_t size) {
+  if (size == 0 || os_install_markers(p, size) != 1) return false;
+  hhi_stat_add(&hhi_stats.purged, NULL, size);  /* installing markers discards the pages under them */
+  return true;
 }
 
 bool hhi_os_protect_keeping(void* p, size_t size) {

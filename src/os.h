@@ -34,6 +34,10 @@ bool hhi_os_purge(void* p, size_t size);
  * about once, and callers go on without the guard. */
 bool hhi_os_protect(void* p, size_t size);
 bool hhi_os_unprotect(void* p, size_t size);
+/* Purge and protect in one call, where guard markers do both (they discard
+ * the pages they cover); false, nothing done, otherwise: then the caller
+ * purges and protects. */
+bool hhi_os_purge_protect(void* p, size_t size);
 bool hhi_os_protect_read_only(void* p, size_t size);
 /* Make pages inaccessible keeping their contents (mprotect, which splits
  * the kernel mapping) / read-write again (guard markers in the range stay:

@@ -113,8 +113,12 @@ static void segment_page_guards_up(hh_segment_t* segment, bool memory_is_zero) {
   for (size_t i = 0; i + 1 < segment->page_count; i++) {
     if (!slot_guarded(segment, i)) continue;
     uint8_t* guard = slot_guard(segment, i);
-    if (!memory_is_zero) (void)hhi_os_purge(guard, ps);
-    if (hhi_os_protect(guard, ps)) hhi_stat_add(&hhi_stats.guards, NULL, 1);
+    bool up = !memory_is_zero && hhi_os_purge_protect(guard, ps);
+    if (!up) {
+      if (!memory_is_zero) (void)hhi_os_purge(guard, ps);
+      up = hhi_os_protect(guard, ps);
+    }
+    if (up) hhi_stat_add(&hhi_stats.guards, NULL, 1);
   }
 }
 
@@ -229,9 +233,14 @@ static void purge_cancel(hh_segment_t* segment, hh_page_t* page) {
 }
 
 /* The bookkeeping of a page whose memory went back to the OS (returned:
- * the madvise succeeded), or whose purge is no longer due. */
-static void page_purged(hh_segment_t* segment, hh_page_t* page, bool returned) {
+ * the madvise succeeded; is_protected: and made inaccessible with it), or
+ * whose purge is no longer due. */
+static void page_purged(hh_segment_t* segment, hh_page_t* page, bool returned, bool is_protected) {
   if (page->purge_expire != 0) purge_cancel(segment, page);
+  if (is_protected && !page->is_protected) {
+    page->is_protected = 1;
+    hhi_stat_add(&hhi_stats.guards, NULL, 1);
+  }
   if (page->is_purged || !returned) return;
   size_t size;
   uint8_t* start = hhi_segment_page_area(segment, page, &size);
@@ -240,20 +249,28 @@ static void page_purged(hh_segment_t* segment, hh_page_t* page, bool returned) {
   page->linked_blocks = 0;
   hhi_stat_sub(&hhi_stats.committed, size);
   /* a stale pointer into returned memory faults (claiming the slot lifts it) */
-  if (hhi_purge_protect_allowed() && hhi_os_protect(start, size)) {
+  if (!page->is_protected && hhi_purge_protect_allowed() && hhi_os_protect(start, size)) {
     page->is_protected = 1;
     hhi_stat_add(&hhi_stats.guards, NULL, 1);
   }
 }
 
+/* Return [start, start + size) to the OS, and where guard markers make it
+ * the same call, protect it too (*is_protected). */
+static bool purge_range(uint8_t* start, size_t size, bool* is_protected) {
+  *is_protected = hhi_purge_protect_allowed() && hhi_os_purge_protect(start, size);
+  return *is_protected || hhi_os_purge(start, size);
+}
+
 static void page_purge_now(hh_segment_t* segment, hh_page_t* page) {
   bool returned = false;
+  bool is_protected = false;
   if (!page->is_purged) {
     size_t size;
     uint8_t* start = hhi_segment_page_area(segment, page, &size);
-    returned = hhi_os_purge(start, size);
+    returned = purge_range(start, size, &is_protected);
   }
-  page_purged(segment, page, returned);
+  page_purged(segment, page, returned, is_protected);
 }
 
 void hhi_segment_schedule_purge(hh_segment_t* segment, hh_page_t* page, bool force) {
@@ -325,8 +342,9 @@ static void segment_purge_expired(hh_segment_t* segment, uint64_t now, bool forc
       if (next != end) break;
       end = next + size;
     }
-    bool returned = hhi_os_purge(start, (size_t)(end - start));
-    for (uint32_t k = i; k < j; k++) page_purged(segment, &segment->pages[k], returned);
+    bool is_protected;
+    bool returned = purge_range(start, (size_t)(end - start), &is_protected);
+    for (uint32_t k = i; k < j; k++) page_purged(segment, &segment->pages[k], returned, is_protected);
     i = j;
   }
   segment->purge_next = earliest;
@@ -411,9 +429,10 @@ static void segment_purge_all(hh_segment_t* segment) {
   if (resident == 0) return;
   uint8_t* blocks = (uint8_t*)segment + segment->info_size;
   size_t size = segment->segment_size - segment->info_size;
-  if (hhi_os_purge(blocks, size)) {
+  bool is_protected = false;
+  if (segment->blocks_protected ? hhi_os_purge(blocks, size) : purge_range(blocks, size, &is_protected)) {
     hhi_stat_sub(&hhi_stats.committed, resident);
-    if (!segment->blocks_protected && hhi_purge_protect_allowed() && hhi_os_protect(blocks, size)) {
+    if (!segment->blocks_protected && (is_protected || (hhi_purge_protect_allowed() && hhi_os_protect(blocks, size)))) {
       segment->blocks_protected = true;  /* re-cutting lifts it */
       hhi_stat_add(&hhi_stats.guards, NULL, 1);
     }
@@ -465,12 +484,25 @@ static void segment_to_global_cache(hh_segment_t* segment) {
   }
 }
 
-static hh_segment_t* global_cache_pop(void) {
+/* The link to the newest entry of kind in a cache list, else to the newest
+ * (the caller checks the list is not empty): a segment re-cut for another
+ * kind takes its guards down and puts them up again, two madvise calls a
+ * page where the same kind keeps them. */
+static hh_segment_t** cache_link_of_kind(hh_segment_t** list, hh_segment_kind_t kind) {
+  for (hh_segment_t** link = list; *link != NULL; link = &(*link)->next) {
+    if ((*link)->kind == kind) return link;
+  }
+  return list;
+}
+
+static hh_segment_t* global_cache_pop(hh_segment_kind_t kind) {
   if (atomic_load_explicit(&global_cache_count, memory_order_relaxed) == 0) return NULL;  /* a stale miss costs an mmap */
   pthread_mutex_lock(&segments_lock);
   hh_segment_t* segment = global_cache;
   if (segment != NULL) {
-    global_cache = segment->next;
+    hh_segment_t** link = cache_link_of_kind(&global_cache, kind);
+    segment = *link;
+    *link = segment->next;
     atomic_fetch_sub_explicit(&global_cache_count, 1, memory_order_relaxed);
     if (segment->cached_ms != 0) atomic_fetch_sub_explicit(&global_cache_unpurged, 1, memory_order_seq_cst);
     global_cache_purge_expired_locked(hhi_os_clock_ms());
@@ -481,7 +513,7 @@ static hh_segment_t* global_cache_pop(void) {
 
 static void global_cache_flush(void) {
   for (;;) {
-    hh_segment_t* segment = global_cache_pop();
+    hh_segment_t* segment = global_cache_pop(HH_SEGMENT_SMALL);
     if (segment == NULL) return;
     hhi_stat_sub(&hhi_stats.segments_cached, 1);
     hhi_segment_unmap(segment);
@@ -503,15 +535,53 @@ static void segments_thread_exit_under_lock(hh_tld_t* tld) {
   }
 }
 
+/* Lay a cached small or medium segment out again for its own kind: the
+ * guards stay where they are, and every slot keeps its state (purged,
+ * protected; a segment protected whole has each slot protected), which a
+ * page's claim accounts and opens. A thread that takes over a cached
+ * segment uses a few of its pages: opening all of them and putting the
+ * guards up again cost mstress 128 madvise calls a segment. */
+static void segment_recut_same_kind(hh_segment_t* segment, hh_tld_t* tld) {
+  bool protected_whole = segment->blocks_protected;
+  uint32_t guards = segment->guard_interval;
+  uint64_t purged = 0, protected_slots = 0;
+  for (uint32_t i = 0; i < segment->page_count; i++) {
+    if (segment->pages[i].is_purged) purged |= (uint64_t)1 << i;
+    if (segment->pages[i].is_protected) protected_slots |= (uint64_t)1 << i;
+  }
+  tld->segments.purge_pending -= segment->purge_pending;  /* re-cutting cancels them */
+  segment_setup(segment, tld, segment->kind, HH_SEGMENT_SIZE, hhi_segment_info_size(), 0);
+  segment->guard_interval = guards;
+  segment_init_pages(segment, false);
+  size_t newly_protected = 0;
+  for (uint32_t i = 0; i < segment->page_count; i++) {
+    hh_page_t* page = &segment->pages[i];
+    uint64_t bit = (uint64_t)1 << i;
+    size_t area;
+    (void)hhi_segment_page_area(segment, page, &area);
+    if ((purged & bit) == 0 || area == 0) continue;
+    page->is_purged = 1;
+    page->is_zero_init = 1;
+    if ((protected_slots & bit) != 0 || protected_whole) page->is_protected = 1;
+    if ((protected_slots & bit) == 0 && protected_whole) newly_protected++;
+  }
+  if (protected_whole) {
+    hhi_stat_add(&hhi_stats.guards, NULL, newly_protected);
+    hhi_stat_sub(&hhi_stats.guards, 1);
+  }
+}
+
 /* Take an empty segment from the thread's cache (or the global one). Its
  * page memory is zero only where a page was purged. */
 static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
   hh_segment_t* segment = tld->segments.cache;
   if (segment != NULL) {
-    tld->segments.cache = segment->next;
+    hh_segment_t** link = cache_link_of_kind(&tld->segments.cache, kind);
+    segment = *link;
+    *link = segment->next;
     tld->segments.cache_count--;
   } else {
-    segment = global_cache_pop();
+    segment = global_cache_pop(kind);
     if (segment == NULL) return NULL;
     segment->tld = tld;
     atomic_store_explicit(&segment->thread_id, tld->thread_id, memory_order_relaxed);
@@ -526,6 +596,10 @@ static hh_segment_t* segment_cache_pop(hh_tld_t* tld, hh_segment_kind_t kind) {
   } else if (HH_CLEAR_HANDED_OUT_LINK && (segment->kind == HH_SEGMENT_SMALL || segment->kind == HH_SEGMENT_MEDIUM)) {
     /* the new layout's blocks must not start out holding the old one's links */
     for (uint32_t i = 0; i < segment->page_count; i++) hhi_segment_clear_links(segment, &segment->pages[i]);
+  }
+  if (segment->kind == kind && (kind == HH_SEGMENT_SMALL || kind == HH_SEGMENT_MEDIUM)) {
+    segment_recut_same_kind(segment, tld);
+    return segment;
   }
   /* Re-cut the segment: unpurged memory of the old layout is not zero, and
    * pages that were purged account their bytes back in. */
