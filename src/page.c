@@ -215,8 +215,7 @@ void hhi_page_free_delayed_block(const hh_block_ref_t* ref) {
  * `used` (so its page stays in use), its live bit is clear (a second free is
  * a double free) and it is zero past its first word (a write to it is found
  * when it is handed out again). */
-static void quarantine_release(hh_block_t* block) {
-  hh_page_t* page = hhi_lookup_page(hhi_ptr_segment(block), block);
+static void quarantine_release(hh_page_t* page, hh_block_t* block) {
   /* Only the link word, cleared when the block came in, is checked here: the
    * rest is checked when the block is handed out (hhi_block_hand_out), and
    * a third pass over every freed block cost a fifth of the secure
@@ -228,8 +227,8 @@ static void quarantine_release(hh_block_t* block) {
   hhi_block_push_local(page, block, true);
 }
 
-static size_t quarantined_size(const hh_block_t* block) {
-  return hhi_lookup_page(hhi_ptr_segment(block), block)->block_size;
+static hh_page_t* quarantined_page(const hh_block_t* block) {
+  return hhi_lookup_page(hhi_ptr_segment(block), block);
 }
 
 void hhi_quarantine_put(hh_page_t* page, hh_block_t* block) {
@@ -240,8 +239,9 @@ void hhi_quarantine_put(hh_page_t* page, hh_block_t* block) {
   heap->quarantine[slot] = block;
   heap->quarantine_bytes += page->block_size;
   if (old != NULL) {
-    heap->quarantine_bytes -= quarantined_size(old);
-    quarantine_release(old);
+    hh_page_t* old_page = quarantined_page(old);
+    heap->quarantine_bytes -= old_page->block_size;
+    quarantine_release(old_page, old);
   }
   /* over its bytes: give up the others, at random too, until under */
   while (hh_unlikely(heap->quarantine_bytes > HH_QUARANTINE_BYTES)) {
@@ -249,8 +249,9 @@ void hhi_quarantine_put(hh_page_t* page, hh_block_t* block) {
     hh_block_t* b = heap->quarantine[j];
     if (b == NULL || b == block) continue;
     heap->quarantine[j] = NULL;
-    heap->quarantine_bytes -= quarantined_size(b);
-    quarantine_release(b);
+    hh_page_t* b_page = quarantined_page(b);
+    heap->quarantine_bytes -= b_page->block_size;
+    quarantine_release(b_page, b);
   }
 }
 
@@ -260,7 +261,7 @@ void hhi_quarantine_flush(hh_heap_t* heap) {
     hh_block_t* b = heap->quarantine[i];
     if (b == NULL) continue;
     heap->quarantine[i] = NULL;
-    quarantine_release(b);
+    quarantine_release(quarantined_page(b), b);
   }
   heap->quarantine_bytes = 0;
 }
