@@ -270,8 +270,8 @@ bool hhi_os_zero_resident(void* p, size_t size, size_t* zeroed) {
   *zeroed = 0;
   if (os_swap_configured()) return false;
   uint8_t* start = p;
-  size_t pages = size / os_page_size;
-  unsigned char resident[4096];  /* on the stack: this runs without allocating */
+  size_t pages = (size + os_page_size - 1) / os_page_size;
+  unsigned char resident[1024];  /* on the stack (4 MiB a call): this runs without allocating */
   size_t total = 0;
   for (size_t first = 0; first < pages; first += sizeof(resident)) {
     size_t count = pages - first < sizeof(resident) ? pages - first : sizeof(resident);
@@ -281,8 +281,10 @@ bool hhi_os_zero_resident(void* p, size_t size, size_t* zeroed) {
       if ((resident[i] & 1) == 0) { i++; continue; }
       size_t run = i;
       while (run < count && (resident[run] & 1) != 0) run++;
-      memset(chunk + i * os_page_size, 0, (run - i) * os_page_size);
-      total += (run - i) * os_page_size;
+      size_t from = (first + i) * os_page_size;
+      size_t to = (first + run) * os_page_size < size ? (first + run) * os_page_size : size;
+      memset(start + from, 0, to - from);
+      total += to - from;
       i = run;
     }
   }
