@@ -84,12 +84,18 @@ static inline bool array_size(size_t count, size_t size, size_t* total) {
 }
 
 /* The head of page's list failed its check: report, cut, allocate elsewhere. */
-static hh_noinline void* malloc_bad_head(hh_heap_t* heap, hh_page_t* page, size_t size, bool zero) {
+static void* malloc_aligned_counted(hh_heap_t* heap, size_t size, size_t alignment, bool zero);
+
+/* The page's head was not a free block (reported, the list cut): serve
+ * the request elsewhere, with the alignment it asked for (the aligned fast
+ * path comes here too: a misuse handler that goes on got a misaligned
+ * block, found by fuzz/misuse). */
+static hh_noinline void* malloc_bad_head(hh_heap_t* heap, hh_page_t* page, size_t size, bool zero,
+                                         size_t alignment) {
   (void)hhi_page_pop_bad(page);
+  if (alignment > HH_MIN_ALIGN) return malloc_aligned_counted(heap, size, alignment, zero);
   return hhi_malloc_generic(heap, size, zero, 0);
 }
-
-static void* malloc_aligned_counted(hh_heap_t* heap, size_t size, size_t alignment, bool zero);
 
 /* ---- guarded samples (HH_GUARDED) -------------------------------------------
  * Every allocation of an initialised heap counts down heap's
@@ -131,7 +137,7 @@ static inline void* page_malloc_aligned(hh_heap_t* heap, hh_page_t* page, size_t
   if (hh_unlikely(block == NULL)) return malloc_generic_counted(heap, size, zero, alignment);
   /* only a real heap has a page with a free block: the countdown is writable */
   if (sample_due(heap)) return malloc_sample_or_generic(heap, size, zero, alignment);
-  if (hh_unlikely(!hhi_page_head_ok(page, block))) return malloc_bad_head(heap, page, size, zero);
+  if (hh_unlikely(!hhi_page_head_ok(page, block))) return malloc_bad_head(heap, page, size, zero, alignment);
   hhi_page_take(page, block);
   hhi_heap_count_alloc(heap, page->block_size);
   return hhi_block_hand_out(page, block, block, size, zero);
