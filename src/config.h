@@ -160,7 +160,7 @@
  * million of them, 2.1x mimalloc's time). At most
  * HH_HUGE_QUARANTINE_RESIDENT bytes stay resident, oldest purged first, and
  * none for longer than HH_HUGE_QUARANTINE_PURGE_DELAYS times PURGE_DELAY: a
- * block cannot be reused before it has waited, and purged after one delay
+ * block cannot be reused before it has waited, and with a single delay
  * malloc_large's blocks were purged just before their reuse (2.8x the
  * page faults). */
 #define HH_HUGE_QUARANTINE_MAX 16

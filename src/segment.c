@@ -519,7 +519,7 @@ static hh_segment_t* global_cache_pop(hh_segment_kind_t kind) {
 
 static void global_cache_flush(void) {
   for (;;) {
-    hh_segment_t* segment = global_cache_pop(HH_SEGMENT_SMALL);
+    hh_segment_t* segment = global_cache_pop(HH_SEGMENT_SMALL);  /* any kind: all go */
     if (segment == NULL) return;
     hhi_stat_sub(&hhi_stats.segments_cached, 1);
     hhi_segment_unmap(segment);
@@ -945,8 +945,9 @@ static hh_page_t* segment_huge_alloc_under_lock(hh_tld_t* tld, size_t block_size
  * it fits (at least its size, at most twice it), which then gets memory
  * that is resident and zero instead of page faults. Kept memory is bounded
  * (HH_HUGE_QUARANTINE_RESIDENT, oldest purged first) and purged
- * HH_HUGE_QUARANTINE_PURGE_DELAYS times PURGE_DELAY after the free; without REUSE, or where zeroing cannot be
- * trusted (swap), the block's memory is returned at once. */
+ * HH_HUGE_QUARANTINE_PURGE_DELAYS times PURGE_DELAY after the free;
+ * without REUSE, or where zeroing cannot be trusted (swap), the block's
+ * memory is returned at once. */
 static hh_segment_t* quarantine_first;   /* oldest, linked by next */
 static hh_segment_t* quarantine_last;
 static size_t quarantine_count;
@@ -1029,24 +1030,17 @@ static void quarantine_push(hh_segment_t* segment) {
   page->segment_in_use = 0;  /* page_start and block_size stay: lookup.c tells a second free */
   size_t kept = 0;
   bool erased = HH_HUGE_QUARANTINE_REUSE && hhi_os_zero_resident(start, size, &kept) && kept != 0;
-  if (!erased) {
+  /* mprotect keeps the memory, and a reuse need not look for guard markers
+   * in the block: the quarantine holds a bounded number of mappings */
+  segment->quarantine_marked = !(HH_HUGE_QUARANTINE_REUSE && hhi_os_protect_keeping(start, size));
+  if (!erased || segment->quarantine_marked) {
     kept = 0;
     if (hhi_os_purge(start, size)) {
       page->is_purged = 1;
       hhi_stat_sub(&hhi_stats.committed, size);
     }
   }
-  /* mprotect keeps the memory, and a reuse need not look for guard markers
-   * in the block: the quarantine holds a bounded number of mappings */
-  segment->quarantine_marked = !(HH_HUGE_QUARANTINE_REUSE && hhi_os_protect_keeping(start, size));
-  if (segment->quarantine_marked) {
-    if (kept != 0 && hhi_os_purge(start, size)) {
-      page->is_purged = 1;
-      hhi_stat_sub(&hhi_stats.committed, size);
-    }
-    kept = 0;
-    (void)hhi_os_protect(start, size);
-  }
+  if (segment->quarantine_marked) (void)hhi_os_protect(start, size);
   uint64_t now = hhi_os_clock_ms();
   segment->cached_ms = now;
   segment->quarantine_resident = kept;
